@@ -1,0 +1,96 @@
+//! Attaching programs to hooks.
+//!
+//! Terms:
+//! - trace event: a named hook under tracefs `events/<category>/<name>`,
+//!   with an `id` and a record `format` (e.g. `syscalls:sys_exit_accept4`).
+//! - tracepoint: a static hook compiled into the kernel. A *perf* tracepoint
+//!   attachment opens a perf event of type TRACEPOINT for the trace event id
+//!   and hands it the program (PERF_EVENT_IOC_SET_BPF); the program sees the
+//!   trace event's record. A *raw* / *BTF* tracepoint attachment
+//!   (BPF_RAW_TRACEPOINT_OPEN) runs the program on the tracepoint's C
+//!   arguments, with no record built: about 4× cheaper per hit.
+//! - perf event: an fd from perf_event_open(2); closing it detaches.
+//! - link: an fd whose lifetime is the attachment; closing it detaches.
+
+use super::prog::Prog;
+use super::sys::{self, Cmd, PerfEventAttr};
+use super::tracefs::Tracefs;
+use super::LoadError;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// A perf event with a BPF program attached; detached on drop.
+#[derive(Debug)]
+pub struct PerfLink {
+    fd: OwnedFd,
+    what: String,
+}
+
+impl Drop for PerfLink {
+    fn drop(&mut self) {
+        let _ = sys::ioctl(self.fd.as_raw_fd(), sys::PERF_EVENT_IOC_DISABLE, 0);
+    }
+}
+
+impl PerfLink {
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+/// Attach `prog` (type TRACEPOINT) to the trace event `category:name`.
+pub fn tracepoint(tracefs: &Tracefs, prog: &Prog, category: &str, name: &str) -> Result<PerfLink, LoadError> {
+    let id = tracefs.event_id(category, name)?;
+    let attr = PerfEventAttr {
+        type_: sys::PERF_TYPE_TRACEPOINT,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: id,
+        sample_period: 1,
+        wakeup: 1,
+        ..Default::default()
+    };
+    let what = format!("tracepoint {category}:{name}");
+    let fd = sys::perf_event_open(&attr, -1, 0)
+        .map_err(|e| LoadError::call(format!("perf_event_open({what})"), e))?;
+    let link = PerfLink { fd, what };
+    sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_SET_BPF, prog.raw_fd() as u64)
+        .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_SET_BPF({})", link.what), e))?;
+    sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_ENABLE, 0)
+        .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_ENABLE({})", link.what), e))?;
+    Ok(link)
+}
+
+/// A BPF link fd (raw tracepoint, BTF tracepoint, fentry); detached on drop.
+#[derive(Debug)]
+pub struct BpfLink {
+    _fd: OwnedFd,
+    what: String,
+}
+
+impl BpfLink {
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawTpAttr {
+    name: u64,
+    prog_fd: u32,
+    _pad: u32,
+}
+
+/// BPF_RAW_TRACEPOINT_OPEN: `name` for a raw tracepoint program, `None` for a
+/// program loaded with an attach BTF id (tp_btf, fentry, fexit).
+pub fn raw_tracepoint(prog: &Prog, name: Option<&str>, what: &str) -> Result<BpfLink, LoadError> {
+    let cname = name.map(|n| CString::new(n).expect("tracepoint name has no NUL"));
+    let mut attr = RawTpAttr {
+        name: cname.as_ref().map_or(0, |c| c.as_ptr() as u64),
+        prog_fd: prog.raw_fd() as u32,
+        ..Default::default()
+    };
+    let fd = sys::bpf_fd(Cmd::RawTracepointOpen, &mut attr)
+        .map_err(|e| LoadError::call(format!("BPF_RAW_TRACEPOINT_OPEN({what})"), e))?;
+    Ok(BpfLink { _fd: fd, what: what.to_string() })
+}

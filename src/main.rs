@@ -1,0 +1,203 @@
+//! `tcptracer`: the command line.
+
+use argh::FromArgs;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use tcptracer::tracer::output::{self, Format};
+use tcptracer::tracer::{Backend, Config, Error, Filters, Tracer};
+
+/// Trace TCP established connections: connect (C), accept (A) and close (X).
+#[derive(FromArgs)]
+struct Args {
+    /// include long event type names and the network namespace
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// trace this PID (process) only, filtered in the kernel
+    #[argh(option, short = 'p')]
+    pid: Option<u32>,
+    /// trace this network namespace (inode number) only, filtered in the kernel
+    #[argh(option, short = 'N')]
+    netns: Option<u32>,
+    /// read kernel BTF from this file (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux
+    #[argh(option)]
+    btf: Option<PathBuf>,
+    /// probe backend: auto or tracepoint
+    #[argh(option, default = "String::from(\"auto\")")]
+    backend: String,
+    /// print phase timings, each program's disassembly and verifier log on stderr
+    #[argh(switch)]
+    debug: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+    let fd = WAKE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: write(2) is async-signal-safe; the buffer is valid.
+        unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+    }
+}
+
+fn install_signals() -> Option<OwnedFd> {
+    // SAFETY: eventfd and sigaction with a valid handler.
+    unsafe {
+        let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+        if fd >= 0 {
+            WAKE_FD.store(fd, Ordering::Relaxed);
+        }
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
+    }
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("tcptracer: {msg}");
+    std::process::exit(1);
+}
+
+/// Write all of `buf` to stdout. A closed pipe ends the program quietly.
+fn write_out(buf: &[u8]) {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::write(1, rest.as_ptr() as *const libc::c_void, rest.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                Some(libc::EPIPE) => STOP.store(true, Ordering::Relaxed),
+                _ => die(format!("writing output: {e}")),
+            }
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+fn parse_args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let rest: Vec<&str> =
+        argv.iter().skip(1).map(|s| if s == "-h" { "--help" } else { s.as_str() }).collect();
+    match Args::from_args(&["tcptracer"], &rest) {
+        Ok(a) => a,
+        Err(early) => {
+            if early.status.is_ok() {
+                print!("{}", early.output);
+                std::process::exit(0);
+            }
+            let first = early.output.lines().next().unwrap_or("bad arguments").trim_end_matches('.');
+            die(format!("{first} (see tcptracer --help)"));
+        }
+    }
+}
+
+fn config(args: &Args) -> Config {
+    if let Some(p) = args.pid {
+        if p == 0 || p > 4_194_304 {
+            die(format!("invalid PID {p}: must be between 1 and 4194304"));
+        }
+    }
+    if args.netns == Some(0) {
+        die("invalid NETNS 0: give the inode number of a network namespace (ls -Li /proc/PID/ns/net)");
+    }
+    let backend = match args.backend.as_str() {
+        "auto" => Backend::Auto,
+        "tracepoint" => Backend::Tracepoint,
+        other => die(format!("unknown backend {other:?}: use auto or tracepoint")),
+    };
+    Config {
+        filters: Filters { pid: args.pid, netns: args.netns },
+        backend,
+        btf: args.btf.clone(),
+        debug: args.debug,
+        ..Config::default()
+    }
+}
+
+fn start_error(e: Error, debug: bool) -> ! {
+    if let Error::Load { source, disasm } = &e {
+        if debug {
+            if let tcptracer::loader::LoadError::Verifier { log, .. } = source {
+                eprintln!("verifier log:\n{}", log.trim_end());
+            }
+            if let Some(d) = disasm {
+                eprintln!("program:\n{d}");
+            }
+        }
+    }
+    let mut msg = e.to_string();
+    let errno = match &e {
+        Error::Load { source, .. } => source.errno(),
+        _ => None,
+    };
+    // SAFETY: trivial syscall.
+    if matches!(errno, Some(libc::EPERM) | Some(libc::EACCES)) && unsafe { libc::geteuid() } != 0 {
+        msg.push_str(" (tcptracer must run as root)");
+    }
+    if !debug && matches!(e, Error::Load { .. }) {
+        msg.push_str(" (--debug shows the verifier log and program)");
+    }
+    die(msg)
+}
+
+fn main() {
+    let args = parse_args();
+    let cfg = config(&args);
+    let wake = install_signals();
+    let mut tracer = match Tracer::start(&cfg) {
+        Ok(t) => t,
+        Err(e) => start_error(e, cfg.debug),
+    };
+    if let Some(w) = &wake {
+        if let Err(e) = tracer.add_wake_fd(w.as_fd()) {
+            die(e);
+        }
+    }
+    let fmt = Format::new(args.verbose, args.netns.is_some());
+    let mut buf = Vec::with_capacity(1 << 16);
+    buf.extend_from_slice(output::BANNER.as_bytes());
+    buf.push(b'\n');
+    buf.extend_from_slice(output::header(&fmt).as_bytes());
+    write_out(&buf);
+    buf.clear();
+
+    let mut lost_total = 0u64;
+    loop {
+        let stopping = STOP.load(Ordering::Relaxed);
+        if !stopping {
+            if let Err(e) = tracer.wait(100) {
+                die(e);
+            }
+        }
+        let mut lost = 0u64;
+        let r = tracer.drain(&mut |e| output::row(&mut buf, &fmt, e), &mut |n| lost += n);
+        if !buf.is_empty() {
+            write_out(&buf);
+            buf.clear();
+        }
+        if lost > 0 {
+            lost_total += lost;
+            eprintln!("Possibly lost {lost} events");
+        }
+        if let Err(e) = r {
+            eprintln!("tcptracer: {e}");
+        }
+        if stopping {
+            break;
+        }
+    }
+    if lost_total > 0 && cfg.debug {
+        eprintln!("lost {lost_total} events in all");
+    }
+    drop(tracer);
+}

@@ -1,0 +1,183 @@
+//! Ring logic over raw memory, kept apart from the mmap so tests can run it
+//! on a heap buffer laid out like a real mapping.
+
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{DrainStats, Record};
+
+/// Offsets into `struct perf_event_mmap_page`.
+const DATA_HEAD: usize = 1024;
+const DATA_TAIL: usize = 1032;
+pub(crate) const DATA_OFFSET: usize = 1040;
+pub(crate) const DATA_SIZE: usize = 1048;
+
+pub(crate) const PERF_RECORD_LOST: u32 = 2;
+pub(crate) const PERF_RECORD_SAMPLE: u32 = 9;
+/// `struct perf_event_header { u32 type; u16 misc; u16 size; }`
+const HEADER: u64 = 8;
+/// Header + `u32 size` of a sample.
+const SAMPLE_BODY: usize = 12;
+/// Header + `u64 id` + `u64 lost`.
+const LOST_LEN: usize = 24;
+
+/// Where the data area lies in a mapping of `map_len` bytes, from the
+/// kernel's `data_offset`/`data_size` (both 0 before 4.1: data then starts
+/// one page in). `None` if that doesn't fit the mapping or isn't 2^n bytes.
+pub(crate) fn data_layout(
+    data_offset: u64,
+    data_size: u64,
+    map_len: usize,
+    page: usize,
+) -> Option<(usize, u64)> {
+    let (off, size) = if data_size == 0 {
+        (page as u64, (map_len as u64).checked_sub(page as u64)?)
+    } else {
+        (data_offset, data_size)
+    };
+    let fits = off >= (DATA_SIZE + 8) as u64 && off.checked_add(size)? <= map_len as u64;
+    (fits && size.is_power_of_two() && size >= HEADER).then_some((off as usize, size))
+}
+
+/// A record header that cannot be right. `size` is the header's size field
+/// (0 when no header could be read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Corrupt {
+    pub pos: u64,
+    pub size: u64,
+    pub avail: u64,
+}
+
+/// The consumer side of one ring.
+pub(crate) struct RingView {
+    meta: *mut u8,
+    data: *const u8,
+    mask: u64,
+}
+
+impl RingView {
+    /// # Safety
+    /// `meta` is 8-aligned and valid for reads and writes of
+    /// `DATA_SIZE + 8` bytes; `data` is valid for reads of `size` bytes;
+    /// `size` is a power of two; both stay valid while the view is used.
+    pub(crate) unsafe fn new(meta: *mut u8, data: *const u8, size: u64) -> Self {
+        debug_assert!(size.is_power_of_two() && (meta as usize).is_multiple_of(8));
+        RingView { meta, data, mask: size - 1 }
+    }
+
+    fn atomic(&self, off: usize) -> &AtomicU64 {
+        // SAFETY: in bounds and 8-aligned by the contract of `new`; the kernel
+        // (or the test writer) only accesses these words atomically too.
+        unsafe { AtomicU64::from_ptr(self.meta.add(off).cast()) }
+    }
+
+    /// Copy `dst.len()` (≤ ring size) bytes starting at `pos`, wrapping.
+    fn copy_out(&self, pos: u64, dst: &mut [u8]) {
+        let (a, b) = self.parts(pos, dst.len());
+        dst[..a.len()].copy_from_slice(a);
+        dst[a.len()..].copy_from_slice(b);
+    }
+
+    /// The `len` (≤ ring size) bytes at `pos` as up to two slices.
+    fn parts(&self, pos: u64, len: usize) -> (&[u8], &[u8]) {
+        let idx = (pos & self.mask) as usize;
+        let first = len.min((self.mask + 1) as usize - idx);
+        // SAFETY: idx + first ≤ size and len - first ≤ size; these bytes lie
+        // between tail and head, which the kernel doesn't write until we
+        // publish a new tail, after the slices are gone.
+        unsafe {
+            (
+                &*ptr::slice_from_raw_parts(self.data.add(idx), first),
+                &*ptr::slice_from_raw_parts(self.data, len - first),
+            )
+        }
+    }
+
+    /// The record at `pos` as one slice: in place, or copied into `scratch`
+    /// if it wraps. `scratch` keeps its capacity, so this stops allocating
+    /// once it has held the largest record.
+    fn record<'s>(&'s self, pos: u64, len: usize, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+        let (a, b) = self.parts(pos, len);
+        if b.is_empty() {
+            return a;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(a);
+        scratch.extend_from_slice(b);
+        scratch
+    }
+
+    /// Hand every record between tail and head to `f`, then publish the new
+    /// tail once. On a corrupt header, stops and resynchronises the tail to
+    /// the head (dropping the rest), and reports where.
+    pub(crate) fn drain(
+        &self,
+        scratch: &mut Vec<u8>,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> (DrainStats, Option<Corrupt>) {
+        let head = self.atomic(DATA_HEAD).load(Ordering::Acquire);
+        // Only we write data_tail.
+        let start = self.atomic(DATA_TAIL).load(Ordering::Relaxed);
+        let mut stats = DrainStats::default();
+        let mut tail = start;
+        let mut corrupt = None;
+        if head.wrapping_sub(tail) > self.mask + 1 {
+            corrupt = Some(Corrupt { pos: tail, size: 0, avail: head.wrapping_sub(tail) });
+        }
+        while corrupt.is_none() && tail != head {
+            let avail = head.wrapping_sub(tail);
+            let mut hdr = [0u8; HEADER as usize];
+            if avail >= HEADER {
+                self.copy_out(tail, &mut hdr);
+            }
+            let typ = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+            let size = u64::from(u16::from_ne_bytes([hdr[6], hdr[7]]));
+            if size < HEADER || size > avail {
+                corrupt = Some(Corrupt { pos: tail, size, avail });
+                break;
+            }
+            let rec = self.record(tail, size as usize, scratch);
+            match parse(typ, rec) {
+                Ok(Some(r)) => {
+                    match r {
+                        Record::Sample(_) => stats.samples += 1,
+                        Record::Lost(n) => stats.lost = stats.lost.saturating_add(n),
+                    }
+                    f(r);
+                }
+                Ok(None) => {}
+                Err(()) => corrupt = Some(Corrupt { pos: tail, size, avail }),
+            }
+            tail = tail.wrapping_add(size);
+        }
+        let new_tail = if corrupt.is_some() { head } else { tail };
+        if new_tail != start {
+            self.atomic(DATA_TAIL).store(new_tail, Ordering::Release);
+        }
+        (stats, corrupt)
+    }
+}
+
+/// Decode one whole record; `None` for types we skip.
+fn parse(typ: u32, rec: &[u8]) -> Result<Option<Record<'_>>, ()> {
+    match typ {
+        PERF_RECORD_SAMPLE => {
+            let n = rec.get(8..SAMPLE_BODY).ok_or(())?;
+            let n = u32::from_ne_bytes(n.try_into().map_err(|_| ())?) as usize;
+            let data = rec.get(SAMPLE_BODY..).and_then(|d| d.get(..n)).ok_or(())?;
+            Ok(Some(Record::Sample(data)))
+        }
+        PERF_RECORD_LOST => {
+            let n = rec.get(16..LOST_LEN).ok_or(())?;
+            Ok(Some(Record::Lost(u64::from_ne_bytes(n.try_into().map_err(|_| ())?))))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+impl RingView {
+    pub(crate) fn size(&self) -> u64 {
+        self.mask + 1
+    }
+}

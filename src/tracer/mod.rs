@@ -1,0 +1,256 @@
+//! The tracer: build the probes for a backend, load and attach them, and
+//! hand out decoded events.
+
+pub mod event;
+pub mod offsets;
+pub mod output;
+pub mod probes;
+
+use crate::asm::{AsmError, Program};
+use crate::btf::{Btf, BtfError, Kind as BtfKind};
+use crate::loader::attach::{self, BpfLink, PerfLink};
+use crate::loader::prog::{self, ATTACH_TRACE_RAW_TP};
+use crate::loader::tracefs::Tracefs;
+use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec, ProgType};
+use crate::perf::{PerfError, PerfReader, Record, Wake};
+use event::Event;
+pub use probes::Filters;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Which hooks to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The best the kernel offers.
+    Auto,
+    /// `sock:inet_sock_set_state` (BTF tracepoint) + `syscalls:sys_exit_accept{,4}`.
+    Tracepoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub filters: Filters,
+    pub backend: Backend,
+    /// BTF file to read instead of /sys/kernel/btf/vmlinux.
+    pub btf: Option<PathBuf>,
+    /// Print phase timings, disassembly and verifier logs on stderr.
+    pub debug: bool,
+    /// Perf ring pages per CPU (a power of two).
+    pub ring_pages: usize,
+    /// Bytes in a ring before the reader is woken.
+    pub watermark: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            filters: Filters::default(),
+            backend: Backend::Auto,
+            btf: None,
+            debug: false,
+            ring_pages: 64,
+            watermark: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    Btf(BtfError),
+    Asm(AsmError),
+    Load { source: LoadError, disasm: Option<String> },
+    Perf(PerfError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Error::Btf(e) => write!(f, "{e}"),
+            Error::Asm(e) => write!(f, "assembling BPF program: {e}"),
+            Error::Load { source, .. } => write!(f, "{source}"),
+            Error::Perf(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<BtfError> for Error {
+    fn from(e: BtfError) -> Error {
+        Error::Btf(e)
+    }
+}
+impl From<AsmError> for Error {
+    fn from(e: AsmError) -> Error {
+        Error::Asm(e)
+    }
+}
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Error {
+        Error::Load { source: e, disasm: None }
+    }
+}
+impl From<PerfError> for Error {
+    fn from(e: PerfError) -> Error {
+        Error::Perf(e)
+    }
+}
+
+/// Live kernel-side state of conns: how many sockets the probes track.
+pub const CONNS_MAX: u32 = 32768;
+
+/// A running tracer. Dropping it detaches every probe and frees every map.
+pub struct Tracer {
+    // Field order is drop order: links first, then programs, maps, reader.
+    _perf_links: Vec<PerfLink>,
+    _bpf_links: Vec<BpfLink>,
+    _progs: Vec<Prog>,
+    conns: Map,
+    reader: PerfReader,
+    events: Map,
+    pub backend: Backend,
+}
+
+fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
+    if cfg.debug {
+        eprintln!("{}", msg());
+    }
+}
+
+fn load(cfg: &Config, spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
+    debug_log(cfg, || format!("program {} ({} insns):\n{program}", spec.name, program.len()));
+    match prog::load(&spec) {
+        Ok(p) => {
+            debug_log(cfg, || format!("verifier log for {}:\n{}", spec.name, p.log.trim_end()));
+            Ok(p)
+        }
+        Err(e) => Err(Error::Load { source: e, disasm: Some(program.to_string()) }),
+    }
+}
+
+impl Tracer {
+    pub fn start(cfg: &Config) -> Result<Tracer, Error> {
+        let t0 = Instant::now();
+        let btf = match &cfg.btf {
+            Some(p) => Btf::from_file(p)?,
+            None => Btf::kernel()?,
+        };
+        let sock = offsets::SockOffsets::from_btf(&btf)?;
+        let fds = offsets::FdOffsets::from_btf(&btf)?;
+        let state_tp = btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?;
+        let t_btf = t0.elapsed();
+        drop(btf);
+
+        crate::loader::raise_memlock();
+        let tracefs = Tracefs::open()?;
+        let (ret_off, ret_size) = tracefs.field("syscalls", "sys_exit_accept4", "ret")?;
+        if ret_size != 8 {
+            return Err(LoadError::Tracefs(format!("sys_exit_accept4: ret has size {ret_size}")).into());
+        }
+        let cpus = crate::perf::possible_cpu_count()?;
+        let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
+        let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
+        let maps = probes::MapFds { events: events.raw_fd(), conns: conns.raw_fd() };
+        let state = probes::state_program(&sock, &cfg.filters, &maps)?;
+        let accept = probes::accept_program(&sock, &fds, ret_off, &cfg.filters, &maps)?;
+        let t_build = t0.elapsed();
+
+        let state_prog = load(
+            cfg,
+            ProgSpec {
+                name: "tcpt_state",
+                prog_type: ProgType::Tracing,
+                expected_attach_type: ATTACH_TRACE_RAW_TP,
+                attach_btf_id: state_tp,
+                insns: state.insns(),
+                want_log: cfg.debug,
+            },
+            &state,
+        )?;
+        let accept_prog = load(
+            cfg,
+            ProgSpec {
+                name: "tcpt_accept",
+                prog_type: ProgType::Tracepoint,
+                expected_attach_type: 0,
+                attach_btf_id: 0,
+                insns: accept.insns(),
+                want_log: cfg.debug,
+            },
+            &accept,
+        )?;
+        let t_load = t0.elapsed();
+
+        let reader = PerfReader::open(&crate::perf::online_cpus()?, cfg.ring_pages, cfg.watermark)?;
+        for (cpu, fd) in reader.fds() {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
+            events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
+        }
+        let bpf_links = vec![attach::raw_tracepoint(&state_prog, None, "tp_btf inet_sock_set_state")?];
+        let perf_links = vec![
+            attach::tracepoint(&tracefs, &accept_prog, "syscalls", "sys_exit_accept4")?,
+            attach::tracepoint(&tracefs, &accept_prog, "syscalls", "sys_exit_accept")?,
+        ];
+        let t_attach = t0.elapsed();
+        debug_log(cfg, || {
+            format!(
+                "backend tracepoint; phases: btf {:.2} ms, build {:.2} ms, load {:.2} ms, attach {:.2} ms",
+                ms(t_btf),
+                ms(t_build - t_btf),
+                ms(t_load - t_build),
+                ms(t_attach - t_load)
+            )
+        });
+        Ok(Tracer {
+            _perf_links: perf_links,
+            _bpf_links: bpf_links,
+            _progs: vec![state_prog, accept_prog],
+            conns,
+            reader,
+            events,
+            backend: Backend::Tracepoint,
+        })
+    }
+
+    /// Register an fd (e.g. an eventfd written by a signal handler) that
+    /// ends a [`Tracer::wait`].
+    pub fn add_wake_fd(&mut self, fd: std::os::fd::BorrowedFd) -> Result<(), Error> {
+        Ok(self.reader.add_wake_fd(fd)?)
+    }
+
+    /// Wait up to `timeout_ms` for the rings to pass their watermark.
+    pub fn wait(&mut self, timeout_ms: i32) -> Result<Wake, Error> {
+        Ok(self.reader.wait(timeout_ms)?)
+    }
+
+    /// Drain every ring: `on_event` per event, `on_lost` per lost-record.
+    pub fn drain(
+        &mut self,
+        on_event: &mut dyn FnMut(&Event),
+        on_lost: &mut dyn FnMut(u64),
+    ) -> Result<(), Error> {
+        self.reader.drain(&mut |r| match r {
+            Record::Sample(b) => {
+                if let Some(e) = Event::decode(b) {
+                    on_event(&e)
+                }
+            }
+            Record::Lost(n) => on_lost(n),
+        })?;
+        Ok(())
+    }
+
+    /// The kernel map of sockets the probes track (for tests and diagnostics).
+    pub fn conns_map(&self) -> &Map {
+        &self.conns
+    }
+
+    pub fn events_map(&self) -> &Map {
+        &self.events
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
