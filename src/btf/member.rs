@@ -115,7 +115,7 @@ impl Btf {
             Some((bit_offset, bits)) => {
                 Some(Bitfield { bit_offset: u32::try_from(bit_offset).map_err(|_| too_far())?, bits })
             }
-            None if bits % 8 != 0 => {
+            None if !bits.is_multiple_of(8) => {
                 return Err(BtfError::BadType {
                     id: root,
                     msg: format!(

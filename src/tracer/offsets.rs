@@ -58,6 +58,9 @@ pub struct SockOffsets {
     pub protocol: Field,
     /// `sock.sk_lock.owned`: non-zero while a task holds the socket lock.
     pub lock_owned: u32,
+    /// `inet_sock.inet_sport` (network order). Unlike `skc_num`, which
+    /// `inet_put_port()` zeroes before the state moves to CLOSE, it stays set.
+    pub inet_sport: u32,
 }
 
 /// The chain current task → fd table → file → socket → sock.
@@ -106,6 +109,7 @@ impl SockOffsets {
             netns,
             protocol,
             lock_owned: plain(btf, "sock.sk_lock.owned", &[4])?,
+            inet_sport: plain(btf, "inet_sock.inet_sport", &[2])?,
         })
     }
 

@@ -162,9 +162,27 @@ fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
     a.call(h);
 }
 
+/// Where the source port comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sport {
+    /// `skc_num` (host order), read like the other sock_common fields.
+    Num,
+    /// `inet_sock.inet_sport` (network order) through probe_read_kernel:
+    /// needed where the state may be moving to CLOSE.
+    InetSport,
+}
+
 /// Shared tail: fill the event's tuple from the sock in r7, kind in r8
 /// (pid, tid and comm already in place), apply the netns filter, output.
-fn emit_event(a: &mut Asm, so: &SockOffsets, acc: Access, f: &Filters, maps: &MapFds, out: Label) {
+fn emit_event(
+    a: &mut Asm,
+    so: &SockOffsets,
+    acc: Access,
+    sport: Sport,
+    f: &Filters,
+    maps: &MapFds,
+    out: Label,
+) {
     let (v4, ports) = (a.label(), a.label());
     for o in (off::KIND..EVENT_SIZE as i16).step_by(8) {
         a.st(Size::DW, Reg::R10, EV + o, 0);
@@ -193,7 +211,14 @@ fn emit_event(a: &mut Asm, so: &SockOffsets, acc: Access, f: &Filters, maps: &Ma
     acc.load(a, Size::W, Reg::R1, so.daddr);
     a.stx(Size::W, Reg::R10, EV + off::DADDR, Reg::R1);
     a.bind(ports);
-    acc.load(a, Size::H, Reg::R1, so.num);
+    match sport {
+        Sport::Num => acc.load(a, Size::H, Reg::R1, so.num),
+        Sport::InetSport => {
+            probe_read(a, TMP, 2, Reg::R7, so.inet_sport, out);
+            a.ldx(Size::H, Reg::R1, Reg::R10, TMP);
+            a.to_be(Reg::R1, 16);
+        }
+    }
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
     a.stx(Size::H, Reg::R10, EV + off::SPORT, Reg::R1);
     acc.load(a, Size::H, Reg::R1, so.dport);
@@ -321,7 +346,7 @@ pub fn state_program(so: &SockOffsets, f: &Filters, maps: &MapFds) -> Result<Pro
     a.mov64_imm(Reg::R8, KIND_CLOSE);
 
     a.bind(emit);
-    emit_event(&mut a, so, Access::Direct, f, maps, out);
+    emit_event(&mut a, so, Access::Direct, Sport::InetSport, f, maps, out);
     a.bind(out);
     exit0(&mut a);
     a.finish()
@@ -373,7 +398,7 @@ pub fn accept_program(
     stack_ptr(&mut a, Reg::R9, VAL);
     owner_to_event(&mut a, Reg::R9);
     a.mov64_imm(Reg::R8, KIND_ACCEPT);
-    emit_event(&mut a, so, acc, f, maps, out);
+    emit_event(&mut a, so, acc, Sport::Num, f, maps, out);
     a.bind(out);
     exit0(&mut a);
     a.finish()
@@ -394,6 +419,7 @@ mod tests {
             netns: Some((48, 176)),
             protocol: Field { off: 516, size: 2, bits: None },
             lock_owned: 140,
+            inet_sport: 814,
         }
     }
 

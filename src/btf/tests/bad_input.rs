@@ -117,7 +117,9 @@ fn mutated_blobs_do_not_panic() {
         if round % 5 == 0 {
             d.truncate(rand(d.len() + 1));
         }
-        let Ok(btf) = Btf::from_bytes(d) else { continue };
+        let Ok(btf) = Btf::from_bytes(d) else {
+            continue;
+        };
         parsed += 1;
         for id in 0..btf.type_count() + 2 {
             let _ = (btf.kind(id), btf.name(id), btf.size_of(id), btf.skip_mods(id));
@@ -132,4 +134,19 @@ fn mutated_blobs_do_not_panic() {
         let _ = btf.find("sock", Kind::Struct);
     }
     assert!(parsed > 100, "only {parsed} mutated blobs parsed");
+}
+
+#[test]
+fn files_and_kernel_error_text() {
+    let path = std::env::temp_dir().join(format!("btf-test-{}.btf", std::process::id()));
+    std::fs::write(&path, fixture_bytes()).unwrap();
+    let btf = Btf::from_file(&path);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(btf.unwrap().member("sock.sk_protocol").unwrap().offset, 42);
+    let e = Btf::from_file(std::path::Path::new("/nonexistent/vmlinux")).unwrap_err();
+    assert!(e.to_string().starts_with("BTF: /nonexistent/vmlinux: "), "{e}");
+    let e = BtfError::KernelBtfNotFound {
+        tried: vec![("/a".into(), "gone".into()), ("/b".into(), "bad".into())],
+    };
+    assert_eq!(e.to_string(), "BTF: no kernel BTF found; tried: /a (gone); /b (bad)");
 }

@@ -85,19 +85,10 @@ fn live_kernel_timing() {
         btf.member(p).unwrap();
     }
     let lookups = t1.elapsed();
+    let mapped = matches!(btf.data, crate::btf::Bytes::Mapped(_));
     eprintln!(
-        "BTF timing: kernel() load+index {load:?} ({} types), 10 member lookups {lookups:?}",
+        "BTF timing: kernel() load+index {load:?} ({} types, mmap: {mapped}), \
+         10 member lookups {lookups:?}",
         btf.type_count()
     );
-}
-
-#[test]
-fn live_scan_bench_tmp() {
-    let btf = kernel();
-    for _ in 0..3 {
-        let t = Instant::now();
-        let n = btf.find_all("sock", Kind::Struct);
-        eprintln!("scan {:?} {n:?}", t.elapsed());
-    }
-    eprintln!("{btf:?}");
 }

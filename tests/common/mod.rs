@@ -1,0 +1,347 @@
+//! Helpers for the root integration tests: run the real `tcptracer` binary,
+//! make real loopback TCP traffic, and compare exact output lines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BANNER: &str = "Tracing TCP established connections. Ctrl-C to end.";
+
+/// Tests share the kernel: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tcptracer")
+}
+
+pub fn require_root() {
+    // SAFETY: trivial syscall.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests need root (CI runs as root)");
+}
+
+pub struct Tracer {
+    pub child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    pub header: String,
+}
+
+impl Tracer {
+    /// Start the tracer and wait until it has printed its header (= attached).
+    pub fn start(args: &[&str]) -> Tracer {
+        require_root();
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcptracer");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let e2 = stderr.clone();
+        thread::spawn(move || {
+            let mut r = BufReader::new(err);
+            let mut buf = String::new();
+            while let Ok(n) = r.read_line(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e2.lock().unwrap().push_str(&buf);
+                buf.clear();
+            }
+        });
+        let mut t = Tracer { child, lines, stderr, header: String::new() };
+        let banner = t.next_line(Duration::from_secs(20));
+        assert_eq!(banner.as_deref(), Some(BANNER), "stderr: {}", t.stderr());
+        t.header = t.next_line(Duration::from_secs(5)).expect("header line");
+        t
+    }
+
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Collect lines that `keep` accepts until `want` of them arrived (or
+    /// 10 s passed), then keep listening `grace` longer for extra ones.
+    pub fn collect(&self, want: usize, grace: Duration, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if keep(&l) => got.push(l),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let end = Instant::now() + grace;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if keep(&l) => got.push(l),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        got
+    }
+
+    /// SIGINT, wait for exit; returns the status and everything on stderr.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        self.signal(libc::SIGINT);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(10)).expect("tracer did not exit");
+        thread::sleep(Duration::from_millis(50));
+        let err = self.stderr();
+        (status, err)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) of our child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Stop and assert a clean exit with nothing on stderr (no loss, no error).
+    pub fn stop_clean(self) {
+        let (status, err) = self.stop();
+        assert!(status.success(), "exit status {status:?}, stderr: {err}");
+        assert_eq!(err, "", "stderr should be empty");
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + t;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Set this thread's COMM.
+pub fn set_comm(name: &str) {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+}
+
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+/// Inode number of this thread's network namespace.
+pub fn netns_inum() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino() as u32
+}
+
+/// One bcc-format line, formatted independently of the crate's formatter
+/// (Python's `%-Ns`/`%-Nd` are Rust's `{:<N}`).
+pub fn line(
+    kind: char,
+    pid: u32,
+    comm: &str,
+    ip: u8,
+    saddr: &str,
+    daddr: &str,
+    sport: u16,
+    dport: u16,
+) -> String {
+    let (sa, da) =
+        if ip == 6 { (format!("[{saddr}]"), format!("[{daddr}]")) } else { (saddr.into(), daddr.into()) };
+    format!("{kind:<2} {pid:<6} {comm:<16} {ip:<2} {sa:<16} {da:<16} {sport:<6} {dport:<6}")
+}
+
+/// The same with `-v`: long type names and (when `netns` is given) NETNS.
+#[allow(clippy::too_many_arguments)]
+pub fn vline(
+    kind: char,
+    pid: u32,
+    comm: &str,
+    ip: u8,
+    saddr: &str,
+    daddr: &str,
+    sport: u16,
+    dport: u16,
+    netns: Option<u32>,
+) -> String {
+    let word = match kind {
+        'C' => "connect",
+        'A' => "accept",
+        'X' => "close",
+        _ => "unknown",
+    };
+    let short = line('C', pid, comm, ip, saddr, daddr, sport, dport);
+    let mut s = format!("{word:<12} {}", &short[3..]);
+    if let Some(ns) = netns {
+        s.push_str(&format!(" {ns:<8}"));
+    }
+    s
+}
+
+/// Does a line mention this port pair as SPORT/DPORT (either order)?
+pub fn ports_match(l: &str, a: u16, b: u16) -> bool {
+    let f: Vec<&str> = l.split_whitespace().collect();
+    if f.len() < 8 {
+        return false;
+    }
+    let (s, d) = (f[6].parse::<u16>().ok(), f[7].parse::<u16>().ok());
+    (s, d) == (Some(a), Some(b)) || (s, d) == (Some(b), Some(a))
+}
+
+pub fn any_port(l: &str, ports: &[u16]) -> bool {
+    let f: Vec<&str> = l.split_whitespace().collect();
+    f.len() >= 8 && ports.iter().any(|p| f[6] == p.to_string() || f[7] == p.to_string())
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// A finished connection: who was where.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+pub enum Close {
+    /// Client closes first (FIN), server closes after reading EOF.
+    Fin,
+    /// Client aborts with SO_LINGER 0 (RST) after the server accepted.
+    Rst,
+}
+
+/// Run one connect/accept/close between threads `tt-cli` and `tt-srv`.
+pub fn flow(listen: &str, connect_host: &str, close: Close) -> Flow {
+    let listener = TcpListener::bind(listen).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target: SocketAddr = format!("{connect_host}:{port}").parse().unwrap();
+    let (accepted_tx, accepted_rx) = mpsc::channel();
+    let server = thread::Builder::new()
+        .name("tt-srv".into())
+        .spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let local = s.local_addr().unwrap();
+            accepted_tx.send(()).unwrap();
+            let mut buf = [0u8; 16];
+            let _ = s.read(&mut buf); // EOF or ECONNRESET
+            drop(s);
+            local
+        })
+        .unwrap();
+    let client = thread::Builder::new()
+        .name("tt-cli".into())
+        .spawn(move || {
+            let s = TcpStream::connect(target).unwrap();
+            let local = s.local_addr().unwrap();
+            accepted_rx.recv().unwrap();
+            if let Close::Rst = close {
+                set_linger0(&s);
+            }
+            drop(s);
+            local
+        })
+        .unwrap();
+    let client = client.join().unwrap();
+    let server = server.join().unwrap();
+    Flow { client, server }
+}
+
+pub fn set_linger0(s: &TcpStream) {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid socket and option struct.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
+pub fn ip_str(a: &SocketAddr) -> String {
+    a.ip().to_string()
+}
+
+/// The four lines of a finished flow (client and server in this process).
+pub fn flow_lines(f: &Flow, ip: u8, pid: u32) -> Vec<String> {
+    let (c, s) = (ip_str(&f.client), ip_str(&f.server));
+    let (cp, sp) = (f.client.port(), f.server.port());
+    vec![
+        line('C', pid, "tt-cli", ip, &c, &s, cp, sp),
+        line('A', pid, "tt-srv", ip, &s, &c, sp, cp),
+        line('X', pid, "tt-cli", ip, &c, &s, cp, sp),
+        line('X', pid, "tt-srv", ip, &s, &c, sp, cp),
+    ]
+}
+
+/// Entries in the tracer's `tcpt_conns` map whose owner is `pid`, found
+/// through the tracer's fds (/proc/PID/fdinfo lists each map's id).
+pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {
+    use tcptracer::loader::Map;
+    let dir = format!("/proc/{tracer_pid}/fdinfo");
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let Ok(text) = std::fs::read_to_string(e.unwrap().path()) else { continue };
+        let field = |k: &str| {
+            text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u32>().unwrap_or(0)))
+        };
+        // LRU hash (9) with 8-byte keys and 24-byte values: tcpt_conns.
+        if field("map_type:") == Some(9) && field("key_size:") == Some(8) && field("value_size:") == Some(24)
+        {
+            ids.push(field("map_id:").unwrap());
+        }
+    }
+    assert_eq!(ids.len(), 1, "expected one conns map among the tracer's fds");
+    let map = Map::from_id(ids[0], 8, 24).unwrap();
+    let mut n = 0;
+    for k in map.keys().unwrap() {
+        let mut v = [0u8; 24];
+        if map.lookup(&k, &mut v).unwrap()
+            && u64::from_ne_bytes(v[..8].try_into().unwrap()) >> 32 == pid as u64
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Write to a child's stdin and flush.
+pub fn tell(child: &mut Child, msg: &str) {
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(msg.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+}

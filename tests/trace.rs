@@ -1,0 +1,345 @@
+//! Root integration tests: the real binary, the real kernel, real loopback
+//! traffic, exact output lines. They fail (never skip) when the kernel lacks
+//! what they need.
+
+mod common;
+
+use common::*;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+const GRACE: Duration = Duration::from_millis(400);
+
+fn check_flow(args: &[&str], listen: &str, connect: &str, ip: u8, close: Close) {
+    let _g = serial();
+    let t = Tracer::start(args);
+    let f = flow(listen, connect, close);
+    let (cp, sp) = (f.client.port(), f.server.port());
+    let got = t.collect(4, GRACE, |l| ports_match(l, cp, sp));
+    assert_eq!(sorted(got), sorted(flow_lines(&f, ip, pid())));
+    assert_eq!(conns_entries_for(t.child.id(), pid()), 0, "conns entries left behind");
+    t.stop_clean();
+}
+
+#[test]
+fn ipv4_connect_accept_close() {
+    check_flow(&[], "127.0.0.1:0", "127.0.0.1", 4, Close::Fin);
+}
+
+#[test]
+fn ipv6_connect_accept_close() {
+    check_flow(&[], "[::1]:0", "[::1]", 6, Close::Fin);
+}
+
+#[test]
+fn ipv4_mapped_ipv6_is_shown_as_mapped_ipv6() {
+    // An AF_INET6 listener on :: accepts IPv4; the client is an AF_INET6
+    // socket connecting to ::ffff:127.0.0.1 (tcp_v6_connect → tcp_v4_connect).
+    check_flow(&[], "[::]:0", "[::ffff:127.0.0.1]", 6, Close::Fin);
+}
+
+#[test]
+fn rst_abort_reports_both_closes_with_the_owner() {
+    // The server's side is closed by the RST in softirq (in the client's
+    // context on loopback): X must name the server's owner, not the client.
+    check_flow(&[], "127.0.0.1:0", "127.0.0.1", 4, Close::Rst);
+}
+
+#[test]
+fn header_and_rows_verbose_with_netns_column() {
+    let _g = serial();
+    let t = Tracer::start(&["-v"]);
+    assert_eq!(
+        t.header,
+        "TYPE         PID    COMM             IP SADDR            DADDR            SPORT  DPORT  NETNS   "
+    );
+    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    let (cp, sp) = (f.client.port(), f.server.port());
+    let ns = Some(netns_inum());
+    let want = vec![
+        vline('C', pid(), "tt-cli", 4, "127.0.0.1", "127.0.0.1", cp, sp, ns),
+        vline('A', pid(), "tt-srv", 4, "127.0.0.1", "127.0.0.1", sp, cp, ns),
+        vline('X', pid(), "tt-cli", 4, "127.0.0.1", "127.0.0.1", cp, sp, ns),
+        vline('X', pid(), "tt-srv", 4, "127.0.0.1", "127.0.0.1", sp, cp, ns),
+    ];
+    let got = t.collect(4, GRACE, |l| ports_match(l, cp, sp));
+    assert_eq!(sorted(got), sorted(want));
+    t.stop_clean();
+}
+
+#[test]
+fn default_header_is_bccs() {
+    let _g = serial();
+    let t = Tracer::start(&[]);
+    assert_eq!(t.header, "T  PID    COMM             IP SADDR            DADDR            SPORT  DPORT ");
+    t.stop_clean();
+}
+
+#[test]
+fn refused_connect_emits_nothing_and_leaves_no_entry() {
+    let _g = serial();
+    let t = Tracer::start(&[]);
+    let mut ports = Vec::new();
+    for _ in 0..20 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let err = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        ports.push(port);
+    }
+    // A real flow afterwards proves the tracer was live meanwhile.
+    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    let (cp, sp) = (f.client.port(), f.server.port());
+    let got = t.collect(4, GRACE, |l| any_port(l, &ports) || ports_match(l, cp, sp));
+    assert_eq!(sorted(got), sorted(flow_lines(&f, 4, pid())));
+    assert_eq!(conns_entries_for(t.child.id(), pid()), 0, "a refused connect left a conns entry");
+    t.stop_clean();
+}
+
+#[test]
+fn accept_blocked_before_start_is_reported() {
+    let _g = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = listener.local_addr().unwrap().port();
+    let server = thread::Builder::new()
+        .name("tt-srv".into())
+        .spawn(move || {
+            let (mut s, peer) = listener.accept().unwrap();
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut s, &mut b);
+            peer.port()
+        })
+        .unwrap();
+    thread::sleep(Duration::from_millis(200)); // the server is now blocked in accept()
+    let t = Tracer::start(&[]);
+    let client = thread::Builder::new()
+        .name("tt-cli".into())
+        .spawn(move || {
+            let s = TcpStream::connect(("127.0.0.1", sp)).unwrap();
+            s.local_addr().unwrap().port()
+        })
+        .unwrap();
+    let cp = client.join().unwrap();
+    assert_eq!(server.join().unwrap(), cp);
+    let l = "127.0.0.1";
+    let want = vec![
+        line('C', pid(), "tt-cli", 4, l, l, cp, sp),
+        line('A', pid(), "tt-srv", 4, l, l, sp, cp),
+        line('X', pid(), "tt-cli", 4, l, l, cp, sp),
+        line('X', pid(), "tt-srv", 4, l, l, sp, cp),
+    ];
+    assert_eq!(sorted(t.collect(4, GRACE, |x| ports_match(x, cp, sp))), sorted(want));
+    t.stop_clean();
+}
+
+#[test]
+fn connection_established_before_start_gets_its_closes() {
+    let _g = serial();
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let sp = listener.local_addr().unwrap().port();
+    let c = TcpStream::connect(("::1", sp)).unwrap();
+    let cp = c.local_addr().unwrap().port();
+    let (s, _) = listener.accept().unwrap();
+    let t = Tracer::start(&[]);
+    let closer = thread::Builder::new()
+        .name("tt-old".into())
+        .spawn(move || {
+            drop(c);
+            thread::sleep(Duration::from_millis(50));
+            drop(s);
+        })
+        .unwrap();
+    closer.join().unwrap();
+    let want = vec![
+        line('X', pid(), "tt-old", 6, "::1", "::1", cp, sp),
+        line('X', pid(), "tt-old", 6, "::1", "::1", sp, cp),
+    ];
+    assert_eq!(sorted(t.collect(2, GRACE, |x| ports_match(x, cp, sp))), sorted(want));
+    t.stop_clean();
+}
+
+#[test]
+fn burst_of_1000_connections_each_line_exactly_once() {
+    let _g = serial();
+    const N: usize = 1000;
+    let t = Tracer::start(&[]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = listener.local_addr().unwrap().port();
+    let server = thread::Builder::new()
+        .name("tt-srv".into())
+        .spawn(move || {
+            for _ in 0..N {
+                drop(listener.accept().unwrap());
+            }
+        })
+        .unwrap();
+    let client = thread::Builder::new()
+        .name("tt-cli".into())
+        .spawn(move || {
+            (0..N)
+                .map(|_| TcpStream::connect(("127.0.0.1", sp)).unwrap().local_addr().unwrap().port())
+                .collect::<Vec<u16>>()
+        })
+        .unwrap();
+    let cports = client.join().unwrap();
+    server.join().unwrap();
+    let l = "127.0.0.1";
+    let mut want = Vec::new();
+    for &cp in &cports {
+        want.push(line('C', pid(), "tt-cli", 4, l, l, cp, sp));
+        want.push(line('A', pid(), "tt-srv", 4, l, l, sp, cp));
+        want.push(line('X', pid(), "tt-cli", 4, l, l, cp, sp));
+        want.push(line('X', pid(), "tt-srv", 4, l, l, sp, cp));
+    }
+    let got = t.collect(4 * N, GRACE, |x| {
+        let f: Vec<&str> = x.split_whitespace().collect();
+        f.len() >= 8 && (f[6] == sp.to_string() || f[7] == sp.to_string())
+    });
+    assert_eq!(got.len(), 4 * N, "line count");
+    assert_eq!(sorted(got), sorted(want));
+    assert_eq!(conns_entries_for(t.child.id(), pid()), 0);
+    t.stop_clean(); // empty stderr: no "Possibly lost" line
+}
+
+/// Not a test: the child process the `-p` test runs (the test binary
+/// re-executed). Connects to TT_CHILD_PORT when told "go" on stdin.
+#[test]
+#[ignore]
+fn child_connector() {
+    let Ok(port) = std::env::var("TT_CHILD_PORT") else { return };
+    set_comm("tt-child");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    println!("PORT {}", s.local_addr().unwrap().port());
+    drop(s);
+}
+
+#[test]
+fn pid_filter_keeps_only_that_process() {
+    let _g = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = listener.local_addr().unwrap().port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_connector", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("TT_CHILD_PORT", sp.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cpid = child.id();
+    let t = Tracer::start(&["-p", &cpid.to_string()]);
+    let server = thread::Builder::new()
+        .name("tt-srv".into())
+        .spawn(move || {
+            let (mut s, peer) = listener.accept().unwrap();
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut s, &mut b);
+            peer.port()
+        })
+        .unwrap();
+    tell(&mut child, "go\n");
+    let cp = server.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("PORT {cp}")));
+    // Our own flow at the same time must not show.
+    let own = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    let l = "127.0.0.1";
+    let want =
+        vec![line('C', cpid, "tt-child", 4, l, l, cp, sp), line('X', cpid, "tt-child", 4, l, l, cp, sp)];
+    let got = t.collect(2, GRACE, |x| {
+        ports_match(x, cp, sp)
+            || ports_match(x, own.client.port(), own.server.port())
+            || x.contains(&pid().to_string())
+    });
+    assert_eq!(sorted(got), sorted(want));
+    t.stop_clean();
+}
+
+/// Bring `lo` up in the current network namespace.
+fn lo_up() {
+    // SAFETY: ioctl on a fresh socket with a zeroed ifreq naming "lo".
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut ifr), 0);
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn netns_filter_keeps_only_that_namespace() {
+    let _g = serial();
+    require_root();
+    // A thread in a fresh network namespace; threads it spawns share it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let ns_thread = thread::spawn(move || {
+        // SAFETY: unshare of this thread's network namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+        lo_up();
+        tx.send(netns_inum()).unwrap();
+        go_rx.recv().unwrap();
+        flow("127.0.0.1:0", "127.0.0.1", Close::Fin)
+    });
+    let ns = rx.recv().unwrap();
+    assert_ne!(ns, netns_inum());
+    let t = Tracer::start(&["-v", "-N", &ns.to_string()]);
+    assert_eq!(
+        t.header,
+        "TYPE         PID    COMM             IP SADDR            DADDR            SPORT  DPORT  "
+    );
+    let root = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    go_tx.send(()).unwrap();
+    let f = ns_thread.join().unwrap();
+    let (cp, sp) = (f.client.port(), f.server.port());
+    let l = "127.0.0.1";
+    let want = vec![
+        vline('C', pid(), "tt-cli", 4, l, l, cp, sp, None),
+        vline('A', pid(), "tt-srv", 4, l, l, sp, cp, None),
+        vline('X', pid(), "tt-cli", 4, l, l, cp, sp, None),
+        vline('X', pid(), "tt-srv", 4, l, l, sp, cp, None),
+    ];
+    let got = t.collect(4, GRACE, |x| {
+        ports_match(x, cp, sp) || ports_match(x, root.client.port(), root.server.port())
+    });
+    assert_eq!(sorted(got), sorted(want));
+    t.stop_clean();
+}
+
+#[test]
+fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
+    let _g = serial();
+    let t = Tracer::start(&[]);
+    t.signal(libc::SIGTERM);
+    let mut child = t.child;
+    let st = wait_timeout(&mut child, Duration::from_secs(5)).expect("exit after SIGTERM");
+    assert!(st.success(), "{st:?}");
+
+    // `tcptracer | head -2`: the reader goes away, the next write ends us.
+    let mut child = Command::new(bin()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 200];
+    let mut got = 0;
+    while !String::from_utf8_lossy(&buf[..got]).contains("DPORT") {
+        got += std::io::Read::read(&mut out, &mut buf[got..]).unwrap();
+    }
+    drop(out);
+    for _ in 0..3 {
+        flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    }
+    let st = wait_timeout(&mut child, Duration::from_secs(5)).expect("exit after EPIPE");
+    assert!(st.success(), "{st:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(err, "");
+}
