@@ -4,6 +4,7 @@ use argh::FromArgs;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use tcptracer::loader::LoadError;
 use tcptracer::tracer::output::{self, Format};
 use tcptracer::tracer::{Backend, Config, Error, Filters, Tracer};
 
@@ -127,7 +128,7 @@ fn config(args: &Args) -> Config {
 fn start_error(e: Error, debug: bool) -> ! {
     if let Error::Load { source, disasm } = &e {
         if debug {
-            if let tcptracer::loader::LoadError::Verifier { log, .. } = source {
+            if let LoadError::Verifier { log, .. } = source {
                 eprintln!("verifier log:\n{}", log.trim_end());
             }
             if let Some(d) = disasm {
@@ -136,16 +137,20 @@ fn start_error(e: Error, debug: bool) -> ! {
         }
     }
     let mut msg = e.to_string();
-    let errno = match &e {
-        Error::Load { source, .. } => source.errno(),
-        _ => None,
+    let (errno, verifier, tracefs) = match &e {
+        Error::Load { source, .. } => (
+            source.errno(),
+            matches!(source, LoadError::Verifier { .. }),
+            matches!(source, LoadError::Tracefs(_)),
+        ),
+        _ => (None, false, false),
     };
     // SAFETY: trivial syscall.
-    if matches!(errno, Some(libc::EPERM) | Some(libc::EACCES)) && unsafe { libc::geteuid() } != 0 {
-        msg.push_str(" (tcptracer must run as root)");
-    }
-    if !debug && matches!(e, Error::Load { .. }) {
-        msg.push_str(" (--debug shows the verifier log and program)");
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && (tracefs || matches!(errno, Some(libc::EPERM) | Some(libc::EACCES))) {
+        msg.push_str("; run tcptracer as root (it needs CAP_BPF, CAP_PERFMON and tracefs)");
+    } else if verifier && !debug {
+        msg.push_str(" (--debug shows the verifier log and the program)");
     }
     die(msg)
 }
@@ -172,6 +177,7 @@ fn main() {
     buf.clear();
 
     let mut lost_total = 0u64;
+    let mut batch = Vec::with_capacity(4096);
     loop {
         let stopping = STOP.load(Ordering::Relaxed);
         if !stopping {
@@ -180,7 +186,12 @@ fn main() {
             }
         }
         let mut lost = 0u64;
-        let r = tracer.drain(&mut |e| output::row(&mut buf, &fmt, e), &mut |n| lost += n);
+        let r = tracer.drain(&mut |e| batch.push(*e), &mut |n| lost += n);
+        // Rings are per CPU: put the batch in time order before printing.
+        batch.sort_by_key(|e| e.ts_ns);
+        for e in batch.drain(..) {
+            output::row(&mut buf, &fmt, &e);
+        }
         if !buf.is_empty() {
             write_out(&buf);
             buf.clear();

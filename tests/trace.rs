@@ -324,6 +324,7 @@ fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
     let mut child = t.child;
     let st = wait_timeout(&mut child, Duration::from_secs(5)).expect("exit after SIGTERM");
     assert!(st.success(), "{st:?}");
+    assert_nothing_left();
 
     // `tcptracer | head -2`: the reader goes away, the next write ends us.
     let mut child = Command::new(bin()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -342,4 +343,5 @@ fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(err, "");
+    assert_nothing_left();
 }

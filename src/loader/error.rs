@@ -33,8 +33,8 @@ impl fmt::Display for LoadError {
             LoadError::Call { call, source } => write!(f, "{call}: {source}"),
             LoadError::Verifier { prog, source, log } => {
                 write!(f, "loading BPF program {prog}: {source}")?;
-                match log.lines().rev().find(|l| !l.trim().is_empty()) {
-                    Some(last) => write!(f, "; verifier: {}", last.trim()),
+                match verifier_reason(log) {
+                    Some(reason) => write!(f, "; verifier: {reason}"),
                     None if source.raw_os_error() == Some(libc::EPERM) => {
                         write!(f, " (missing CAP_BPF/CAP_PERFMON, or RLIMIT_MEMLOCK too low)")
                     }
@@ -44,6 +44,14 @@ impl fmt::Display for LoadError {
             LoadError::Tracefs(msg) => write!(f, "{msg}"),
         }
     }
+}
+
+/// The verifier's reason: the last line of its log that is not a statistic.
+pub fn verifier_reason(log: &str) -> Option<&str> {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("processed ") && !l.starts_with("verification time"))
 }
 
 impl std::error::Error for LoadError {

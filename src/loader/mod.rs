@@ -3,6 +3,7 @@
 
 pub mod attach;
 mod error;
+pub mod info;
 pub mod map;
 pub mod prog;
 pub mod sys;

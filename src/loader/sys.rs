@@ -66,8 +66,11 @@ pub enum Call<'a> {
 }
 
 #[cfg(test)]
+type Fake = Box<dyn FnMut(&Call) -> io::Result<i64>>;
+
+#[cfg(test)]
 thread_local! {
-    static FAKE: std::cell::RefCell<Option<Box<dyn FnMut(&Call) -> io::Result<i64>>>> =
+    static FAKE: std::cell::RefCell<Option<Fake>> =
         const { std::cell::RefCell::new(None) };
 }
 

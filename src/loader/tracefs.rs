@@ -99,7 +99,7 @@ pub fn parse_format_field(format: &str, field: &str) -> Option<(u32, u32)> {
         let Some(rest) = line.strip_prefix("field:") else { continue };
         let mut parts = rest.split(';').map(str::trim);
         let decl = parts.next()?;
-        let ident = decl.rsplit(|c: char| c == ' ' || c == '*').next()?;
+        let ident = decl.rsplit([' ', '*']).next()?;
         let ident = ident.split('[').next()?;
         if ident != field {
             continue;

@@ -1,17 +1,18 @@
 //! The tracer: build the probes for a backend, load and attach them, and
 //! hand out decoded events.
 
+pub mod backend;
 pub mod event;
 pub mod offsets;
 pub mod output;
 pub mod probes;
 
 use crate::asm::{AsmError, Program};
-use crate::btf::{Btf, BtfError, Kind as BtfKind};
+use crate::btf::{Btf, BtfError};
 use crate::loader::attach::{self, BpfLink, PerfLink};
-use crate::loader::prog::{self, ATTACH_TRACE_RAW_TP};
+use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
-use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec, ProgType};
+use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
 use crate::perf::{PerfError, PerfReader, Record, Wake};
 use event::Event;
 pub use probes::Filters;
@@ -136,50 +137,42 @@ impl Tracer {
             Some(p) => Btf::from_file(p)?,
             None => Btf::kernel()?,
         };
-        let sock = offsets::SockOffsets::from_btf(&btf)?;
-        let fds = offsets::FdOffsets::from_btf(&btf)?;
-        let state_tp = btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?;
         let t_btf = t0.elapsed();
-        drop(btf);
-
         crate::loader::raise_memlock();
         let tracefs = Tracefs::open()?;
-        let (ret_off, ret_size) = tracefs.field("syscalls", "sys_exit_accept4", "ret")?;
-        if ret_size != 8 {
-            return Err(LoadError::Tracefs(format!("sys_exit_accept4: ret has size {ret_size}")).into());
-        }
         let cpus = crate::perf::possible_cpu_count()?;
         let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
         let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
-        let maps = probes::MapFds { events: events.raw_fd(), conns: conns.raw_fd() };
-        let state = probes::state_program(&sock, &cfg.filters, &maps)?;
-        let accept = probes::accept_program(&sock, &fds, ret_off, &cfg.filters, &maps)?;
+        let cx = backend::Context {
+            btf: &btf,
+            tracefs: &tracefs,
+            filters: cfg.filters,
+            maps: probes::MapFds { events: events.raw_fd(), conns: conns.raw_fd() },
+        };
+        let (kind, probes) = match cfg.backend {
+            Backend::Auto | Backend::Tracepoint => (Backend::Tracepoint, backend::tracepoint(&cx)?),
+        };
+        drop(btf);
         let t_build = t0.elapsed();
 
-        let state_prog = load(
-            cfg,
-            ProgSpec {
-                name: "tcpt_state",
-                prog_type: ProgType::Tracing,
-                expected_attach_type: ATTACH_TRACE_RAW_TP,
-                attach_btf_id: state_tp,
-                insns: state.insns(),
+        let mut progs = Vec::new();
+        for p in &probes {
+            let spec = ProgSpec {
+                name: p.name,
+                prog_type: p.prog_type,
+                expected_attach_type: match p.hook {
+                    backend::Hook::BtfId { attach_type, .. } => attach_type,
+                    backend::Hook::Tracepoints(_) => 0,
+                },
+                attach_btf_id: match p.hook {
+                    backend::Hook::BtfId { btf_id, .. } => btf_id,
+                    backend::Hook::Tracepoints(_) => 0,
+                },
+                insns: p.program.insns(),
                 want_log: cfg.debug,
-            },
-            &state,
-        )?;
-        let accept_prog = load(
-            cfg,
-            ProgSpec {
-                name: "tcpt_accept",
-                prog_type: ProgType::Tracepoint,
-                expected_attach_type: 0,
-                attach_btf_id: 0,
-                insns: accept.insns(),
-                want_log: cfg.debug,
-            },
-            &accept,
-        )?;
+            };
+            progs.push(load(cfg, spec, &p.program)?);
+        }
         let t_load = t0.elapsed();
 
         let reader = PerfReader::open(&crate::perf::online_cpus()?, cfg.ring_pages, cfg.watermark)?;
@@ -187,15 +180,21 @@ impl Tracer {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
             events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
         }
-        let bpf_links = vec![attach::raw_tracepoint(&state_prog, None, "tp_btf inet_sock_set_state")?];
-        let perf_links = vec![
-            attach::tracepoint(&tracefs, &accept_prog, "syscalls", "sys_exit_accept4")?,
-            attach::tracepoint(&tracefs, &accept_prog, "syscalls", "sys_exit_accept")?,
-        ];
+        let (mut bpf_links, mut perf_links) = (Vec::new(), Vec::new());
+        for (p, prog) in probes.iter().zip(&progs) {
+            match &p.hook {
+                backend::Hook::BtfId { .. } => bpf_links.push(attach::raw_tracepoint(prog, None, &p.what)?),
+                backend::Hook::Tracepoints(tps) => {
+                    for (cat, name) in tps {
+                        perf_links.push(attach::tracepoint(&tracefs, prog, cat, name)?);
+                    }
+                }
+            }
+        }
         let t_attach = t0.elapsed();
         debug_log(cfg, || {
             format!(
-                "backend tracepoint; phases: btf {:.2} ms, build {:.2} ms, load {:.2} ms, attach {:.2} ms",
+                "backend {kind:?}; phases: btf {:.2} ms, build {:.2} ms, load {:.2} ms, attach {:.2} ms",
                 ms(t_btf),
                 ms(t_build - t_btf),
                 ms(t_load - t_build),
@@ -205,11 +204,11 @@ impl Tracer {
         Ok(Tracer {
             _perf_links: perf_links,
             _bpf_links: bpf_links,
-            _progs: vec![state_prog, accept_prog],
+            _progs: progs,
             conns,
             reader,
             events,
-            backend: Backend::Tracepoint,
+            backend: kind,
         })
     }
 

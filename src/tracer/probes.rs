@@ -72,7 +72,7 @@ impl Access {
     fn base(self) -> i16 {
         match self {
             Access::Direct => 0,
-            Access::Copied { lo, hi } => CHUNK - ((hi - lo + 7) / 8 * 8) as i16,
+            Access::Copied { lo, hi } => CHUNK - ((hi - lo).div_ceil(8) * 8) as i16,
         }
     }
 
@@ -472,6 +472,6 @@ mod tests {
         assert_eq!((lo, hi), (0, 88));
         let acc = Access::Copied { lo, hi };
         assert_eq!(acc.base(), TMP - 88);
-        assert!(acc.base() - 0 >= -512);
+        assert!(acc.base() >= -512);
     }
 }

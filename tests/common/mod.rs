@@ -20,8 +20,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tcptracer")
+/// The binary under test: `TCPTRACER_BIN` (`make test` points it at the
+/// static build users get), else cargo's build of this package.
+pub fn bin() -> String {
+    std::env::var("TCPTRACER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tcptracer").to_string())
 }
 
 pub fn require_root() {
@@ -124,11 +126,13 @@ impl Tracer {
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
-    /// Stop and assert a clean exit with nothing on stderr (no loss, no error).
+    /// Stop and assert a clean exit with nothing on stderr (no loss, no
+    /// error) and no program or map of ours left in the kernel.
     pub fn stop_clean(self) {
         let (status, err) = self.stop();
         assert!(status.success(), "exit status {status:?}, stderr: {err}");
         assert_eq!(err, "", "stderr should be empty");
+        assert_nothing_left();
     }
 }
 
@@ -165,6 +169,7 @@ pub fn netns_inum() -> u32 {
 
 /// One bcc-format line, formatted independently of the crate's formatter
 /// (Python's `%-Ns`/`%-Nd` are Rust's `{:<N}`).
+#[allow(clippy::too_many_arguments)]
 pub fn line(
     kind: char,
     pid: u32,
@@ -344,4 +349,30 @@ pub fn tell(child: &mut Child, msg: &str) {
     let stdin = child.stdin.as_mut().unwrap();
     stdin.write_all(msg.as_bytes()).unwrap();
     stdin.flush().unwrap();
+}
+
+/// No `tcpt_*` program or map remains loaded. The kernel frees them from a
+/// work queue after the last fd closes, so allow it a moment.
+pub fn assert_nothing_left() {
+    use tcptracer::loader::info;
+    let ours = || {
+        let progs: Vec<String> = info::programs()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .filter(|n| n.starts_with("tcpt_"))
+            .collect();
+        let maps: Vec<String> =
+            info::map_names().unwrap().into_iter().filter(|n| n.starts_with("tcpt_")).collect();
+        (progs, maps)
+    };
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (progs, maps) = ours();
+        if progs.is_empty() && maps.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < end, "left behind: programs {progs:?}, maps {maps:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,0 +1,92 @@
+//! Bad input: one clear line on stderr, exit status 1, never a panic.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str, bytes: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("tcptracer-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn bad_input_gives_one_line_and_status_1() {
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let truncated = scratch("truncated.btf", &btf[..btf.len() / 3]);
+    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let random = scratch("random.btf", &random);
+    let mut bad_magic = btf[..64].to_vec();
+    bad_magic[0] = 0xeb;
+    bad_magic[1] = 0x9f; // 0xEB9F in the other byte order
+    let foreign = scratch("foreign.btf", &bad_magic);
+    // (args, a piece of the message that names the problem)
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus"], "Unrecognized argument: --bogus"),
+        (&["extra"], "Unrecognized argument: extra"),
+        (&["-p"], "-p"),
+        (&["-p", "abc"], "'-p' with value 'abc'"),
+        (&["-p", "-5"], "-p"),
+        (&["-p", "0"], "invalid PID 0"),
+        (&["-p", "99999999"], "invalid PID 99999999"),
+        (&["-p", "4294967296"], "'-p' with value '4294967296'"),
+        (&["-N", "0"], "invalid NETNS 0"),
+        (&["-N", "x"], "'-N' with value 'x'"),
+        (&["--backend", "bogus"], "unknown backend \"bogus\""),
+        (&["--btf", "/nonexistent/vmlinux"], "/nonexistent/vmlinux: No such file or directory"),
+        (&["--btf", &truncated], "truncated"),
+        (&["--btf", &random], "bad magic"),
+        (&["--btf", &foreign], "foreign byte order"),
+        (&["--btf", "/proc/self/exe"], "no .BTF section"),
+        (&["--btf", "/"], "BTF: /"),
+    ];
+    for (args, want) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 1, "{args:?}: status; stderr {err:?}");
+        assert_eq!(out, "", "{args:?}: nothing on stdout");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
+        assert!(err.starts_with("tcptracer: "), "{args:?}: {err:?}");
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?}: {err:?}");
+    }
+    for f in [truncated, random, foreign] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn help_goes_to_stdout_with_status_0() {
+    for flag in ["-h", "--help"] {
+        let (code, out, err) = run(&[flag]);
+        assert_eq!(code, 0);
+        assert_eq!(err, "");
+        assert!(out.starts_with("Usage: tcptracer [-v] [-p <pid>] [-N <netns>]"), "{out}");
+        for opt in ["--verbose", "--pid", "--netns", "--btf", "--backend", "--debug"] {
+            assert!(out.contains(opt), "help lacks {opt}");
+        }
+    }
+}
+
+#[test]
+fn without_privileges_says_to_run_as_root() {
+    require_root(); // to drop privileges we must have them
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(bin())
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("run tcptracer as root"), "{err}");
+}
