@@ -207,8 +207,12 @@ fn main() {
             break;
         }
     }
-    if lost_total > 0 && cfg.debug {
+    if cfg.debug {
         eprintln!("lost {lost_total} events in all");
     }
+    let t = std::time::Instant::now();
     drop(tracer);
+    if cfg.debug {
+        eprintln!("detach and free: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    }
 }
