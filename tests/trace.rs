@@ -345,3 +345,23 @@ fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
     assert_eq!(err, "");
     assert_nothing_left();
 }
+
+#[test]
+fn mounts_tracefs_when_missing_and_unmounts_it_after_start() {
+    let _g = serial();
+    // A private mount namespace without tracefs, so the host is untouched.
+    let script = format!(
+        "for m in $(grep -w tracefs /proc/self/mountinfo | cut -d' ' -f5); do umount -l $m; done; \
+         grep -qw tracefs /proc/self/mountinfo && exit 99; exec {}",
+        bin()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let t = Tracer::spawn(cmd);
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", t.child.id())).unwrap();
+    assert!(!mounts.contains(" - tracefs "), "tracefs left mounted after start");
+    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    let got = t.collect(4, GRACE, |l| ports_match(l, f.client.port(), f.server.port()));
+    assert_eq!(sorted(got), sorted(flow_lines(&f, 4, pid())));
+    t.stop_clean();
+}

@@ -41,9 +41,15 @@ pub struct Tracer {
 impl Tracer {
     /// Start the tracer and wait until it has printed its header (= attached).
     pub fn start(args: &[&str]) -> Tracer {
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        Tracer::spawn(cmd)
+    }
+
+    /// Start a command that runs the tracer (e.g. under `unshare`).
+    pub fn spawn(mut cmd: Command) -> Tracer {
         require_root();
-        let mut child = Command::new(bin())
-            .args(args)
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
