@@ -352,8 +352,9 @@ fn mounts_tracefs_when_missing_and_unmounts_it_after_start() {
     // A private mount namespace without tracefs, so the host is untouched.
     let script = format!(
         "for m in $(grep -w tracefs /proc/self/mountinfo | cut -d' ' -f5); do umount -l $m; done; \
-         grep -qw tracefs /proc/self/mountinfo && exit 99; exec {}",
-        bin()
+         grep -qw tracefs /proc/self/mountinfo && exit 99; exec {} {}",
+        bin(),
+        backend_args().join(" ")
     );
     let mut cmd = Command::new("unshare");
     cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]);

@@ -26,6 +26,15 @@ pub fn bin() -> String {
     std::env::var("TCPTRACER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tcptracer").to_string())
 }
 
+/// `--backend X` when TCPTRACER_BACKEND=X is set (the VM matrix runs the
+/// suite once per backend), else nothing: the tracer's default.
+pub fn backend_args() -> Vec<String> {
+    match std::env::var("TCPTRACER_BACKEND") {
+        Ok(b) if !b.is_empty() => vec!["--backend".into(), b],
+        _ => Vec::new(),
+    }
+}
+
 pub fn require_root() {
     // SAFETY: trivial syscall.
     assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests need root (CI runs as root)");
@@ -42,7 +51,7 @@ impl Tracer {
     /// Start the tracer and wait until it has printed its header (= attached).
     pub fn start(args: &[&str]) -> Tracer {
         let mut cmd = Command::new(bin());
-        cmd.args(args);
+        cmd.args(backend_args()).args(args);
         Tracer::spawn(cmd)
     }
 
