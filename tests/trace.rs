@@ -327,7 +327,7 @@ fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
     assert_nothing_left();
 
     // `tcptracer | head -2`: the reader goes away, the next write ends us.
-    let mut child = Command::new(bin()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(bin()).args(backend_args()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut buf = [0u8; 200];
     let mut got = 0;
