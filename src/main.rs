@@ -23,9 +23,12 @@ struct Args {
     /// read kernel BTF from this file (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux
     #[argh(option)]
     btf: Option<PathBuf>,
-    /// probe backend: auto or tracepoint
+    /// probe backend: auto (default: fentry, else kprobe, else tracepoint), fentry, kprobe or tracepoint
     #[argh(option, default = "String::from(\"auto\")")]
     backend: String,
+    /// print what this kernel supports and which backend auto picks, then exit
+    #[argh(switch)]
+    check: bool,
     /// print phase timings, each program's disassembly and verifier log on stderr
     #[argh(switch)]
     debug: bool,
@@ -111,16 +114,15 @@ fn config(args: &Args) -> Config {
     if args.netns == Some(0) {
         die("invalid NETNS 0: give the inode number of a network namespace (ls -Li /proc/PID/ns/net)");
     }
-    let backend = match args.backend.as_str() {
-        "auto" => Backend::Auto,
-        "tracepoint" => Backend::Tracepoint,
-        other => die(format!("unknown backend {other:?}: use auto or tracepoint")),
+    let Some(backend) = Backend::from_name(&args.backend) else {
+        die(format!("unknown backend {:?}: use auto, fentry, kprobe or tracepoint", args.backend))
     };
     Config {
         filters: Filters { pid: args.pid, netns: args.netns },
         backend,
         btf: args.btf.clone(),
         debug: args.debug,
+        kprobe_tracefs: std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"),
         ..Config::default()
     }
 }
@@ -155,9 +157,48 @@ fn start_error(e: Error, debug: bool) -> ! {
     die(msg)
 }
 
+/// `--check`: one line per feature, then the backend auto would pick.
+fn check(cfg: &Config) -> ! {
+    use tcptracer::btf::Btf;
+    use tcptracer::tracer::features;
+    let yes_no = |r: Result<(), String>| match r {
+        Ok(()) => "yes".to_string(),
+        Err(e) => format!("no ({e})"),
+    };
+    let btf = match &cfg.btf {
+        Some(p) => Btf::from_file(p),
+        None => Btf::kernel(),
+    };
+    let btf = match btf {
+        Ok(b) => {
+            println!("{:<18} yes ({} types)", "BTF", b.type_count());
+            b
+        }
+        Err(e) => die(e),
+    };
+    let tracefs = match tcptracer::loader::tracefs::Tracefs::open() {
+        Ok(t) => t,
+        Err(e) => die(e),
+    };
+    let pmu = tcptracer::loader::kprobe::pmu_type();
+    println!("{:<18} {}", "kprobe PMU", pmu.map_or("no".to_string(), |t| format!("yes (type {t})")));
+    let ke = tracefs.root().join("kprobe_events").exists();
+    println!("{:<18} {}", "kprobe_events", if ke { "yes" } else { "no" });
+    println!("{:<18} {}", "fentry/fexit", yes_no(features::fentry(&btf)));
+    println!("{:<18} {}", "tp_btf", yes_no(features::tp_btf(&btf)));
+    println!("{:<18} {}", "tracepoints", yes_no(features::tracepoints(&tracefs)));
+    println!("{:<18} {}", "ringbuf", if features::ringbuf() { "yes" } else { "no" });
+    println!("{:<18} {}", "probe_read_kernel", if features::probe_read_kernel() { "yes" } else { "no" });
+    println!("{:<18} {}", "backend (auto)", features::pick(&btf, &tracefs).name());
+    std::process::exit(0)
+}
+
 fn main() {
     let args = parse_args();
     let cfg = config(&args);
+    if args.check {
+        check(&cfg);
+    }
     let wake = install_signals();
     let mut tracer = match Tracer::start(&cfg) {
         Ok(t) => t,

@@ -73,3 +73,94 @@ fn missing_tracepoint_is_named() {
     // And a real one attaches.
     attach::tracepoint(&tracefs, &prog, "syscalls", "sys_exit_accept4").unwrap();
 }
+
+/// A KPROBE program that counts its hits in slot 0 of an array map.
+fn counting_kprobe(map: &tcptracer::loader::Map) -> tcptracer::loader::Prog {
+    use tcptracer::asm::{Helper, Jmp, Size};
+    let mut a = Asm::new();
+    let out = a.label();
+    a.st(Size::W, Reg::R10, -4, 0);
+    a.ld_map_fd(Reg::R1, map.raw_fd());
+    a.mov64_reg(Reg::R2, Reg::R10);
+    a.alu64_imm(tcptracer::asm::Alu::Add, Reg::R2, -4);
+    a.call(Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+    a.mov64_imm(Reg::R1, 1);
+    a.atomic_add(Size::DW, Reg::R0, 0, Reg::R1);
+    a.bind(out);
+    a.mov64_imm(Reg::R0, 0);
+    a.exit();
+    let p = a.finish().unwrap();
+    load(&ProgSpec {
+        name: "tcpt_test_kp",
+        prog_type: ProgType::Kprobe,
+        expected_attach_type: 0,
+        attach_btf_id: 0,
+        insns: p.insns(),
+        want_log: false,
+    })
+    .unwrap()
+}
+
+fn hits(map: &tcptracer::loader::Map) -> u64 {
+    let mut v = [0u8; 8];
+    assert!(map.lookup(&0u32.to_ne_bytes(), &mut v).unwrap());
+    u64::from_ne_bytes(v)
+}
+
+fn connect_once() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+}
+
+fn kprobe_events() -> String {
+    std::fs::read_to_string("/sys/kernel/tracing/kprobe_events").expect("tracefs kprobe_events")
+}
+
+#[test]
+#[ignore = "needs kprobes: runs in the VM matrix (make vmtest)"]
+fn kprobes_through_pmu_and_tracefs_fire_and_clean_up() {
+    use std::sync::Arc;
+    use tcptracer::loader::{kprobe, Map, MapType};
+    common::require_root();
+    let tracefs = Arc::new(Tracefs::open().unwrap());
+    let map = Map::create(MapType::Array, "tcpt_test_hits", 4, 8, 1).unwrap();
+    let prog = counting_kprobe(&map);
+    assert!(kprobe::pmu_type().is_some(), "this test expects a kprobe PMU");
+    for legacy in [false, true] {
+        let before = hits(&map);
+        let k = kprobe::attach(&prog, "tcp_v4_connect", false, &tracefs, legacy).unwrap();
+        let r = kprobe::attach(&prog, "tcp_v4_connect", true, &tracefs, legacy).unwrap();
+        let listed = kprobe_events().lines().filter(|l| l.contains("tcptracer/tcpt_")).count();
+        assert_eq!(listed, if legacy { 2 } else { 0 }, "{}", kprobe_events());
+        connect_once();
+        assert_eq!(hits(&map) - before, 2, "entry and return each fired once (legacy: {legacy})");
+        drop((k, r));
+        assert!(!kprobe_events().contains("tcptracer/"), "legacy events left: {}", kprobe_events());
+        connect_once();
+        assert_eq!(hits(&map) - before, 2, "detached probes still fire");
+    }
+    let err = kprobe::attach(&prog, "no_such_function_tcpt", false, &tracefs, false).unwrap_err();
+    assert!(err.to_string().contains("kprobe no_such_function_tcpt"), "{err}");
+    let err = kprobe::attach(&prog, "no_such_function_tcpt", false, &tracefs, true).unwrap_err();
+    assert!(err.to_string().contains("kprobe_events"), "{err}");
+    assert!(!kprobe_events().contains("tcptracer/"), "failed attach left an event");
+}
+
+#[test]
+#[ignore = "needs kprobes: runs in the VM matrix (make vmtest)"]
+fn stale_kprobe_events_of_dead_tracers_are_removed() {
+    use std::io::Write;
+    use tcptracer::loader::kprobe;
+    common::require_root();
+    let tracefs = Tracefs::open().unwrap();
+    let mut child = std::process::Command::new("/bin/sh").arg("-c").arg("exit 0").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open("/sys/kernel/tracing/kprobe_events").unwrap();
+    writeln!(f, "p:tcptracer/tcpt_{dead}_0_tcp_v4_connect tcp_v4_connect").unwrap();
+    drop(f);
+    assert!(kprobe_events().contains(&format!("tcpt_{dead}_0")));
+    assert_eq!(kprobe::remove_stale(&tracefs), 1);
+    assert!(!kprobe_events().contains("tcptracer/"), "{}", kprobe_events());
+}

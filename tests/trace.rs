@@ -327,7 +327,12 @@ fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
     assert_nothing_left();
 
     // `tcptracer | head -2`: the reader goes away, the next write ends us.
-    let mut child = Command::new(bin()).args(backend_args()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(bin())
+        .args(backend_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut buf = [0u8; 200];
     let mut got = 0;
@@ -365,4 +370,38 @@ fn mounts_tracefs_when_missing_and_unmounts_it_after_start() {
     let got = t.collect(4, GRACE, |l| ports_match(l, f.client.port(), f.server.port()));
     assert_eq!(sorted(got), sorted(flow_lines(&f, 4, pid())));
     t.stop_clean();
+}
+
+#[test]
+fn check_reports_features_and_auto_follows_them() {
+    let _g = serial();
+    require_root();
+    let out = Command::new(bin()).arg("--check").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("--check lacks {key}:\n{text}"))
+    };
+    assert!(value("BTF").starts_with("yes"), "{text}");
+    assert!(value("tp_btf").starts_with("yes"), "{text}");
+    assert!(value("tracepoints").starts_with("yes"), "{text}");
+    let want = if value("fentry/fexit").starts_with("yes") {
+        "fentry"
+    } else if value("kprobe PMU").starts_with("yes") || value("kprobe_events").starts_with("yes") {
+        "kprobe"
+    } else {
+        "tracepoint"
+    };
+    assert_eq!(value("backend (auto)"), want, "{text}");
+    // The tracer's own choice with --debug agrees.
+    let t = Tracer::spawn({
+        let mut c = Command::new(bin());
+        c.arg("--debug");
+        c
+    });
+    let (status, err) = t.stop();
+    assert!(status.success());
+    assert!(err.contains(&format!("backend {want};")), "{err}");
 }

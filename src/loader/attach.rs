@@ -33,6 +33,16 @@ impl Drop for PerfLink {
 }
 
 impl PerfLink {
+    /// Hand `prog` to the perf event `fd` (a tracepoint or kprobe) and enable it.
+    pub fn attach(fd: OwnedFd, prog: &Prog, what: String) -> Result<PerfLink, LoadError> {
+        let link = PerfLink { fd, what };
+        sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_SET_BPF, prog.raw_fd() as u64)
+            .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_SET_BPF({})", link.what), e))?;
+        sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_ENABLE, 0)
+            .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_ENABLE({})", link.what), e))?;
+        Ok(link)
+    }
+
     pub fn what(&self) -> &str {
         &self.what
     }
@@ -52,12 +62,7 @@ pub fn tracepoint(tracefs: &Tracefs, prog: &Prog, category: &str, name: &str) ->
     let what = format!("tracepoint {category}:{name}");
     let fd = sys::perf_event_open(&attr, -1, 0)
         .map_err(|e| LoadError::call(format!("perf_event_open({what})"), e))?;
-    let link = PerfLink { fd, what };
-    sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_SET_BPF, prog.raw_fd() as u64)
-        .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_SET_BPF({})", link.what), e))?;
-    sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_ENABLE, 0)
-        .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_ENABLE({})", link.what), e))?;
-    Ok(link)
+    PerfLink::attach(fd, prog, what)
 }
 
 /// A BPF link fd (raw tracepoint, BTF tracepoint, fentry); detached on drop.

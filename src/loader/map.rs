@@ -12,6 +12,7 @@ pub enum MapType {
     PerfEventArray = 4,
     PercpuArray = 6,
     LruHash = 9,
+    RingBuf = 27,
 }
 
 /// `union bpf_attr` for BPF_MAP_CREATE.

@@ -4,12 +4,13 @@
 pub mod attach;
 mod error;
 pub mod info;
+pub mod kprobe;
 pub mod map;
 pub mod prog;
 pub mod sys;
 pub mod tracefs;
 
-pub use error::LoadError;
+pub use error::{verifier_reason, LoadError};
 pub use map::{Map, MapType};
 pub use prog::{Prog, ProgSpec, ProgType};
 

@@ -1,13 +1,19 @@
 //! Backends: which kernel hooks carry the probes. A backend turns BTF
 //! offsets, filters and map fds into [`Probe`]s; the tracer loads and
 //! attaches them without knowing which backend made them.
+//!
+//! | event | tracepoint | kprobe | fentry |
+//! |---|---|---|---|
+//! | connect start | tp_btf `inet_sock_set_state` CLOSE→SYN_SENT | kprobe+kretprobe `tcp_v{4,6}_connect` | fentry+fexit `tcp_v{4,6}_connect` |
+//! | C, X | tp_btf `inet_sock_set_state` | kprobe `tcp_set_state` | fentry `tcp_set_state` |
+//! | A | `syscalls:sys_exit_accept{,4}` | same | same |
 
 use super::offsets::{FdOffsets, SockOffsets};
-use super::probes::{self, Filters, MapFds};
-use super::Error;
+use super::probes::{self, ConnectHook, Filters, MapFds, StateHook};
+use super::{Backend, Error};
 use crate::asm::Program;
 use crate::btf::{Btf, Kind as BtfKind};
-use crate::loader::prog::ATTACH_TRACE_RAW_TP;
+use crate::loader::prog::{ATTACH_TRACE_FENTRY, ATTACH_TRACE_FEXIT, ATTACH_TRACE_RAW_TP};
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, ProgType};
 
@@ -17,6 +23,8 @@ pub enum Hook {
     BtfId { btf_id: u32, attach_type: u32 },
     /// Perf tracepoints `category:name`; one program on each.
     Tracepoints(Vec<(&'static str, &'static str)>),
+    /// kprobes (`false`) or kretprobes (`true`) on these functions.
+    Kprobes(Vec<(&'static str, bool)>),
 }
 
 /// One generated program and where it goes.
@@ -29,6 +37,22 @@ pub struct Probe {
     pub what: String,
 }
 
+impl Probe {
+    pub fn attach_type(&self) -> u32 {
+        match self.hook {
+            Hook::BtfId { attach_type, .. } => attach_type,
+            _ => 0,
+        }
+    }
+
+    pub fn btf_id(&self) -> u32 {
+        match self.hook {
+            Hook::BtfId { btf_id, .. } => btf_id,
+            _ => 0,
+        }
+    }
+}
+
 /// What every backend gets to build its probes from.
 pub struct Context<'a> {
     pub btf: &'a Btf,
@@ -37,12 +61,31 @@ pub struct Context<'a> {
     pub maps: MapFds,
 }
 
-/// Tracepoint backend: `sock:inet_sock_set_state` as a BTF tracepoint for C
-/// and X, `syscalls:sys_exit_accept{,4}` perf tracepoints for A.
-pub fn tracepoint(cx: &Context) -> Result<Vec<Probe>, Error> {
+pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
     let sock = SockOffsets::from_btf(cx.btf)?;
+    let mut probes = match kind {
+        Backend::Fentry => fentry(cx, &sock)?,
+        Backend::Kprobe => kprobe(cx, &sock)?,
+        Backend::Tracepoint | Backend::Auto => vec![Probe {
+            name: "tcpt_state",
+            prog_type: ProgType::Tracing,
+            hook: Hook::BtfId {
+                btf_id: cx.btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
+                attach_type: ATTACH_TRACE_RAW_TP,
+            },
+            program: probes::state_program(&sock, StateHook::TpBtf, &cx.filters, &cx.maps)?,
+            what: "tp_btf inet_sock_set_state".into(),
+        }],
+    };
+    probes.push(accept(cx, &sock)?);
+    Ok(probes)
+}
+
+/// A from the accept syscalls' exits, in every backend: it sees accepts
+/// that were blocked before tracing started and has no kretprobe
+/// `maxactive` limit, unlike a return probe on `inet_csk_accept`.
+fn accept(cx: &Context, sock: &SockOffsets) -> Result<Probe, Error> {
     let fds = FdOffsets::from_btf(cx.btf)?;
-    let state_tp = cx.btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?;
     let mut ret_off = None;
     for name in ["sys_exit_accept4", "sys_exit_accept"] {
         let (off, size) = cx.tracefs.field("syscalls", name, "ret")?;
@@ -54,20 +97,91 @@ pub fn tracepoint(cx: &Context) -> Result<Vec<Probe>, Error> {
         }
         ret_off = Some(off);
     }
+    Ok(Probe {
+        name: "tcpt_accept",
+        prog_type: ProgType::Tracepoint,
+        hook: Hook::Tracepoints(vec![("syscalls", "sys_exit_accept4"), ("syscalls", "sys_exit_accept")]),
+        program: probes::accept_program(sock, &fds, ret_off.unwrap(), &cx.filters, &cx.maps)?,
+        what: "tracepoints syscalls:sys_exit_accept{,4}".into(),
+    })
+}
+
+/// `pt_regs` offsets of the first two arguments and the return value.
+fn pt_regs(btf: &Btf) -> Result<(u32, u32, u32), Error> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(LoadError::Tracefs("the kprobe backend supports x86_64 only".into()).into());
+    }
+    let reg = |r: &str| btf.member(&format!("pt_regs.{r}")).and_then(|m| m.plain_offset());
+    Ok((reg("di")?, reg("si")?, reg("ax")?))
+}
+
+fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
+    let (di, si, ax) = pt_regs(cx.btf)?;
+    let hook = ConnectHook::Kprobe { arg0: di, ret: ax };
+    let connects = || vec![("tcp_v4_connect", false), ("tcp_v6_connect", false)];
+    let returns = connects().into_iter().map(|(f, _)| (f, true)).collect();
     Ok(vec![
         Probe {
-            name: "tcpt_state",
-            prog_type: ProgType::Tracing,
-            hook: Hook::BtfId { btf_id: state_tp, attach_type: ATTACH_TRACE_RAW_TP },
-            program: probes::state_program(&sock, &cx.filters, &cx.maps)?,
-            what: "tp_btf inet_sock_set_state".into(),
+            name: "tcpt_conn_in",
+            prog_type: ProgType::Kprobe,
+            hook: Hook::Kprobes(connects()),
+            program: probes::connect_entry_program(hook, &cx.filters, &cx.maps)?,
+            what: "kprobes tcp_v{4,6}_connect".into(),
         },
         Probe {
-            name: "tcpt_accept",
-            prog_type: ProgType::Tracepoint,
-            hook: Hook::Tracepoints(vec![("syscalls", "sys_exit_accept4"), ("syscalls", "sys_exit_accept")]),
-            program: probes::accept_program(&sock, &fds, ret_off.unwrap(), &cx.filters, &cx.maps)?,
-            what: "tracepoints syscalls:sys_exit_accept{,4}".into(),
+            name: "tcpt_conn_out",
+            prog_type: ProgType::Kprobe,
+            hook: Hook::Kprobes(returns),
+            program: probes::connect_exit_program(hook, 0, &cx.maps)?,
+            what: "kretprobes tcp_v{4,6}_connect".into(),
+        },
+        Probe {
+            name: "tcpt_state",
+            prog_type: ProgType::Kprobe,
+            hook: Hook::Kprobes(vec![("tcp_set_state", false)]),
+            program: probes::state_program(
+                sock,
+                StateHook::Kprobe { arg0: di, arg1: si },
+                &cx.filters,
+                &cx.maps,
+            )?,
+            what: "kprobe tcp_set_state".into(),
         },
     ])
+}
+
+fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
+    let func = |name: &str| cx.btf.find(name, BtfKind::Func);
+    let mut out = Vec::new();
+    for (f, entry, exit) in [
+        ("tcp_v4_connect", "tcpt_conn4_in", "tcpt_conn4_out"),
+        ("tcp_v6_connect", "tcpt_conn6_in", "tcpt_conn6_out"),
+    ] {
+        let id = func(f)?;
+        // fexit finds the return value after the arguments: take their
+        // count from the prototype rather than assuming it.
+        let nargs = cx.btf.func_proto(f)?.params.len() as u32;
+        out.push(Probe {
+            name: entry,
+            prog_type: ProgType::Tracing,
+            hook: Hook::BtfId { btf_id: id, attach_type: ATTACH_TRACE_FENTRY },
+            program: probes::connect_entry_program(ConnectHook::Fentry, &cx.filters, &cx.maps)?,
+            what: format!("fentry {f}"),
+        });
+        out.push(Probe {
+            name: exit,
+            prog_type: ProgType::Tracing,
+            hook: Hook::BtfId { btf_id: id, attach_type: ATTACH_TRACE_FEXIT },
+            program: probes::connect_exit_program(ConnectHook::Fentry, nargs, &cx.maps)?,
+            what: format!("fexit {f}"),
+        });
+    }
+    out.push(Probe {
+        name: "tcpt_state",
+        prog_type: ProgType::Tracing,
+        hook: Hook::BtfId { btf_id: func("tcp_set_state")?, attach_type: ATTACH_TRACE_FENTRY },
+        program: probes::state_program(sock, StateHook::Fentry, &cx.filters, &cx.maps)?,
+        what: "fentry tcp_set_state".into(),
+    });
+    Ok(out)
 }

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod event;
+pub mod features;
 pub mod offsets;
 pub mod output;
 pub mod probes;
@@ -10,6 +11,7 @@ pub mod probes;
 use crate::asm::{AsmError, Program};
 use crate::btf::{Btf, BtfError};
 use crate::loader::attach::{self, BpfLink, PerfLink};
+use crate::loader::kprobe::{self, Kprobe};
 use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
@@ -18,15 +20,37 @@ use event::Event;
 pub use probes::Filters;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-/// Which hooks to use.
+/// Which hooks to use (see `backend.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// The best the kernel offers.
+    /// The best the kernel offers: fentry, then kprobe, then tracepoint.
     Auto,
     /// `sock:inet_sock_set_state` (BTF tracepoint) + `syscalls:sys_exit_accept{,4}`.
     Tracepoint,
+    /// kprobes on `tcp_v{4,6}_connect` (entry and return) and `tcp_set_state`.
+    Kprobe,
+    /// fentry/fexit on the same functions, through BPF trampolines.
+    Fentry,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Tracepoint => "tracepoint",
+            Backend::Kprobe => "kprobe",
+            Backend::Fentry => "fentry",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Backend> {
+        [Backend::Auto, Backend::Tracepoint, Backend::Kprobe, Backend::Fentry]
+            .into_iter()
+            .find(|b| b.name() == s)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +65,9 @@ pub struct Config {
     pub ring_pages: usize,
     /// Bytes in a ring before the reader is woken.
     pub watermark: u32,
+    /// Attach kprobes through tracefs `kprobe_events` even where the kprobe
+    /// PMU exists (the path older kernels take).
+    pub kprobe_tracefs: bool,
 }
 
 impl Default for Config {
@@ -52,6 +79,7 @@ impl Default for Config {
             debug: false,
             ring_pages: 64,
             watermark: 16 * 1024,
+            kprobe_tracefs: false,
         }
     }
 }
@@ -60,8 +88,16 @@ impl Default for Config {
 pub enum Error {
     Btf(BtfError),
     Asm(AsmError),
-    Load { source: LoadError, disasm: Option<String> },
+    Load {
+        source: LoadError,
+        disasm: Option<String>,
+    },
     Perf(PerfError),
+    /// The kernel cannot run the chosen backend.
+    Unsupported {
+        backend: Backend,
+        why: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -71,6 +107,9 @@ impl fmt::Display for Error {
             Error::Asm(e) => write!(f, "assembling BPF program: {e}"),
             Error::Load { source, .. } => write!(f, "{source}"),
             Error::Perf(e) => write!(f, "{e}"),
+            Error::Unsupported { backend, why } => {
+                write!(f, "the {} backend cannot run on this kernel: {why}", backend.name())
+            }
         }
     }
 }
@@ -98,16 +137,20 @@ impl From<PerfError> for Error {
     }
 }
 
-/// Live kernel-side state of conns: how many sockets the probes track.
+/// Sockets the probes can track at once (connecting, or owned for X).
 pub const CONNS_MAX: u32 = 32768;
+/// Connect calls in flight between kprobe and kretprobe.
+pub const INFLIGHT_MAX: u32 = 4096;
 
 /// A running tracer. Dropping it detaches every probe and frees every map.
 pub struct Tracer {
     // Field order is drop order: links first, then programs, maps, reader.
     _perf_links: Vec<PerfLink>,
+    _kprobes: Vec<Kprobe>,
     _bpf_links: Vec<BpfLink>,
     _progs: Vec<Prog>,
     conns: Map,
+    _inflight: Option<Map>,
     reader: PerfReader,
     events: Map,
     pub backend: Backend,
@@ -139,19 +182,32 @@ impl Tracer {
         };
         let t_btf = t0.elapsed();
         crate::loader::raise_memlock();
-        let tracefs = Tracefs::open()?;
+        // Privileges first: without them every later check fails for that reason.
+        drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
+        let tracefs = Arc::new(Tracefs::open()?);
+        let kind = match cfg.backend {
+            Backend::Auto => features::pick(&btf, &tracefs),
+            b => b,
+        };
+        features::check(kind, &btf, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
         let cpus = crate::perf::possible_cpu_count()?;
         let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
         let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
+        let inflight = match kind {
+            Backend::Kprobe => Some(Map::create(MapType::LruHash, "tcpt_inflight", 8, 8, INFLIGHT_MAX)?),
+            _ => None,
+        };
         let cx = backend::Context {
             btf: &btf,
             tracefs: &tracefs,
             filters: cfg.filters,
-            maps: probes::MapFds { events: events.raw_fd(), conns: conns.raw_fd() },
+            maps: probes::MapFds {
+                events: events.raw_fd(),
+                conns: conns.raw_fd(),
+                inflight: inflight.as_ref().map(Map::raw_fd),
+            },
         };
-        let (kind, probes) = match cfg.backend {
-            Backend::Auto | Backend::Tracepoint => (Backend::Tracepoint, backend::tracepoint(&cx)?),
-        };
+        let probes = backend::build(kind, &cx)?;
         drop(btf);
         let t_build = t0.elapsed();
 
@@ -160,14 +216,8 @@ impl Tracer {
             let spec = ProgSpec {
                 name: p.name,
                 prog_type: p.prog_type,
-                expected_attach_type: match p.hook {
-                    backend::Hook::BtfId { attach_type, .. } => attach_type,
-                    backend::Hook::Tracepoints(_) => 0,
-                },
-                attach_btf_id: match p.hook {
-                    backend::Hook::BtfId { btf_id, .. } => btf_id,
-                    backend::Hook::Tracepoints(_) => 0,
-                },
+                expected_attach_type: p.attach_type(),
+                attach_btf_id: p.btf_id(),
                 insns: p.program.insns(),
                 want_log: cfg.debug,
             };
@@ -180,7 +230,11 @@ impl Tracer {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
             events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
         }
-        let (mut bpf_links, mut perf_links) = (Vec::new(), Vec::new());
+        if kind == Backend::Kprobe {
+            let n = kprobe::remove_stale(&tracefs);
+            debug_log(cfg, || format!("removed {n} kprobe_events entries of dead tracers"));
+        }
+        let (mut bpf_links, mut perf_links, mut kprobes) = (Vec::new(), Vec::new(), Vec::new());
         for (p, prog) in probes.iter().zip(&progs) {
             match &p.hook {
                 backend::Hook::BtfId { .. } => bpf_links.push(attach::raw_tracepoint(prog, None, &p.what)?),
@@ -189,12 +243,18 @@ impl Tracer {
                         perf_links.push(attach::tracepoint(&tracefs, prog, cat, name)?);
                     }
                 }
+                backend::Hook::Kprobes(fns) => {
+                    for (func, ret) in fns {
+                        kprobes.push(kprobe::attach(prog, func, *ret, &tracefs, cfg.kprobe_tracefs)?);
+                    }
+                }
             }
         }
         let t_attach = t0.elapsed();
         debug_log(cfg, || {
             format!(
-                "backend {kind:?}; phases: btf {:.2} ms, build {:.2} ms, load {:.2} ms, attach {:.2} ms",
+                "backend {}; phases: btf {:.2} ms, build {:.2} ms, load {:.2} ms, attach {:.2} ms",
+                kind.name(),
                 ms(t_btf),
                 ms(t_build - t_btf),
                 ms(t_load - t_build),
@@ -203,9 +263,11 @@ impl Tracer {
         });
         Ok(Tracer {
             _perf_links: perf_links,
+            _kprobes: kprobes,
             _bpf_links: bpf_links,
             _progs: progs,
             conns,
+            _inflight: inflight,
             reader,
             events,
             backend: kind,

@@ -51,6 +51,8 @@ pub struct SockOffsets {
     pub dport: u32,
     pub num: u32,
     pub family: u32,
+    /// `skc_state` (u8): the state before a `tcp_set_state()` call.
+    pub state: u32,
     /// Absent without CONFIG_IPV6.
     pub v6: Option<(u32, u32)>, // (v6_daddr, v6_rcv_saddr)
     /// `skc_net.net` and `net.ns.inum`; absent without CONFIG_NET_NS.
@@ -105,6 +107,7 @@ impl SockOffsets {
             dport: f("skc_dport", &[2])?,
             num: f("skc_num", &[2])?,
             family: f("skc_family", &[2])?,
+            state: f("skc_state", &[1])?,
             v6,
             netns,
             protocol,

@@ -384,10 +384,17 @@ pub fn assert_nothing_left() {
     let end = Instant::now() + Duration::from_secs(3);
     loop {
         let (progs, maps) = ours();
-        if progs.is_empty() && maps.is_empty() {
+        // Legacy kprobe events of ours (tracefs at its usual place, if mounted).
+        let kprobes: Vec<String> = std::fs::read_to_string("/sys/kernel/tracing/kprobe_events")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("tcptracer/"))
+            .map(String::from)
+            .collect();
+        if progs.is_empty() && maps.is_empty() && kprobes.is_empty() {
             return;
         }
-        assert!(Instant::now() < end, "left behind: programs {progs:?}, maps {maps:?}");
+        assert!(Instant::now() < end, "left behind: programs {progs:?}, maps {maps:?}, kprobes {kprobes:?}");
         thread::sleep(Duration::from_millis(20));
     }
 }

@@ -1,0 +1,100 @@
+//! What this kernel supports, found by trying (tiny loads, file checks),
+//! and which backend `auto` picks from it.
+
+use super::Backend;
+use crate::asm::{Asm, Helper, Reg};
+use crate::btf::{Btf, Kind as BtfKind};
+use crate::loader::prog::{self, ProgSpec, ATTACH_TRACE_FENTRY, ATTACH_TRACE_RAW_TP};
+use crate::loader::tracefs::Tracefs;
+use crate::loader::{kprobe, verifier_reason, LoadError, Map, MapType, ProgType};
+
+fn try_load(
+    prog_type: ProgType,
+    attach_type: u32,
+    btf_id: u32,
+    body: impl FnOnce(&mut Asm),
+) -> Result<(), String> {
+    let mut a = Asm::new();
+    body(&mut a);
+    a.mov64_imm(Reg::R0, 0);
+    a.exit();
+    let p = a.finish().map_err(|e| e.to_string())?;
+    let spec = ProgSpec {
+        name: "tcpt_probe",
+        prog_type,
+        expected_attach_type: attach_type,
+        attach_btf_id: btf_id,
+        insns: p.insns(),
+        want_log: false,
+    };
+    prog::load(&spec).map(drop).map_err(|e| match &e {
+        LoadError::Verifier { source, log, .. } => match verifier_reason(log) {
+            Some(reason) => format!("BPF_PROG_LOAD: {source}; verifier: {reason}"),
+            None => format!("BPF_PROG_LOAD: {source}"),
+        },
+        e => e.to_string(),
+    })
+}
+
+/// fentry/fexit: load a trivial fentry program on `tcp_set_state`.
+pub fn fentry(btf: &Btf) -> Result<(), String> {
+    let id = btf.find("tcp_set_state", BtfKind::Func).map_err(|e| e.to_string())?;
+    try_load(ProgType::Tracing, ATTACH_TRACE_FENTRY, id, |_| {})
+}
+
+/// BTF tracepoints: load a trivial tp_btf program on `inet_sock_set_state`.
+pub fn tp_btf(btf: &Btf) -> Result<(), String> {
+    let id = btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef).map_err(|e| e.to_string())?;
+    try_load(ProgType::Tracing, ATTACH_TRACE_RAW_TP, id, |_| {})
+}
+
+/// The perf tracepoints the A program needs.
+pub fn tracepoints(tracefs: &Tracefs) -> Result<(), String> {
+    for name in ["sys_exit_accept4", "sys_exit_accept"] {
+        tracefs.event_id("syscalls", name).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+pub fn kprobes(tracefs: &Tracefs) -> bool {
+    kprobe::available(tracefs)
+}
+
+pub fn ringbuf() -> bool {
+    Map::create(MapType::RingBuf, "tcpt_probe", 0, 0, 4096).is_ok()
+}
+
+/// `bpf_probe_read_kernel` (5.5+): the verifier refuses an unknown helper.
+pub fn probe_read_kernel() -> bool {
+    try_load(ProgType::Tracepoint, 0, 0, |a| {
+        a.mov64_reg(Reg::R1, Reg::R10);
+        a.alu64_imm(crate::asm::Alu::Add, Reg::R1, -8);
+        a.mov64_imm(Reg::R2, 8);
+        a.mov64_imm(Reg::R3, 0);
+        a.call(Helper::ProbeReadKernel);
+    })
+    .is_ok()
+}
+
+/// Can `kind` run here? `Err` says why not, in one line.
+pub fn check(kind: Backend, btf: &Btf, tracefs: &Tracefs) -> Result<(), String> {
+    tracepoints(tracefs)?;
+    match kind {
+        Backend::Fentry => fentry(btf).map_err(|e| format!("fentry/fexit programs are refused: {e}")),
+        Backend::Kprobe if !kprobes(tracefs) => {
+            Err("this kernel has no kprobes (no kprobe PMU and no kprobe_events; CONFIG_KPROBES off?)".into())
+        }
+        Backend::Kprobe => Ok(()),
+        Backend::Tracepoint | Backend::Auto => {
+            tp_btf(btf).map_err(|e| format!("BTF tracepoints are refused: {e}"))
+        }
+    }
+}
+
+/// The best backend this kernel offers: fentry, then kprobe, then tracepoint.
+pub fn pick(btf: &Btf, tracefs: &Tracefs) -> Backend {
+    [Backend::Fentry, Backend::Kprobe]
+        .into_iter()
+        .find(|&b| check(b, btf, tracefs).is_ok())
+        .unwrap_or(Backend::Tracepoint)
+}

@@ -1,0 +1,85 @@
+//! Connect programs for the kprobe and fentry backends, on
+//! `tcp_v4_connect` and `tcp_v6_connect` (an IPv4-mapped destination runs
+//! the first inside the second).
+//!
+//! Entry: conns[sk] = {pid_tgid, comm}. Keyed by the socket, the nested
+//! call writes the same entry again instead of clobbering a per-task slot
+//! (the seed's fault: its C for such flows was lost and its tuple leaked).
+//! Exit with an error: forget conns[sk]. kprobe: the return probe finds sk
+//! through `inflight[pid_tgid]`, which the inner return consumes; fexit
+//! has sk in its arguments.
+
+use super::*;
+use crate::asm::{AsmError, Program};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectHook {
+    /// fentry/fexit: sk is ctx[0]; the return value follows the arguments.
+    Fentry,
+    /// kprobe/kretprobe: sk and the return value at these `pt_regs` offsets.
+    Kprobe { arg0: u32, ret: u32 },
+}
+
+/// `inflight` helper call with key = pid_tgid stored at KEY.
+fn inflight_call(a: &mut Asm, fd: i32, h: Helper) {
+    a.ld_map_fd(Reg::R1, fd);
+    stack_ptr(a, Reg::R2, KEY);
+    if h == Helper::MapUpdateElem {
+        stack_ptr(a, Reg::R3, TMP);
+        a.mov64_imm(Reg::R4, 0);
+    }
+    a.call(h);
+}
+
+pub fn connect_entry_program(hook: ConnectHook, f: &Filters, maps: &MapFds) -> Result<Program, AsmError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    a.mov64_reg(Reg::R6, Reg::R1);
+    let off = match hook {
+        ConnectHook::Fentry => 0,
+        ConnectHook::Kprobe { arg0, .. } => arg0,
+    };
+    a.ldx(Size::DW, Reg::R7, Reg::R6, off as i16);
+    a.call(Helper::GetCurrentPidTgid);
+    a.mov64_reg(Reg::R8, Reg::R0);
+    pid_filter(&mut a, Reg::R8, f, out);
+    remember_owner(&mut a, maps, Reg::R8);
+    if let (ConnectHook::Kprobe { .. }, Some(inflight)) = (hook, maps.inflight) {
+        a.stx(Size::DW, Reg::R10, KEY, Reg::R8);
+        a.stx(Size::DW, Reg::R10, TMP, Reg::R7);
+        inflight_call(&mut a, inflight, Helper::MapUpdateElem);
+    }
+    a.bind(out);
+    exit0(&mut a);
+    a.finish()
+}
+
+/// `nargs`: the function's parameter count (from its BTF prototype), which
+/// is where fexit finds the return value.
+pub fn connect_exit_program(hook: ConnectHook, nargs: u32, maps: &MapFds) -> Result<Program, AsmError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    a.mov64_reg(Reg::R6, Reg::R1);
+    match (hook, maps.inflight) {
+        (ConnectHook::Fentry, _) => {
+            a.ldx(Size::DW, Reg::R9, Reg::R6, (nargs * 8) as i16);
+            a.jmp32_imm(Jmp::Eq, Reg::R9, 0, out);
+            a.ldx(Size::DW, Reg::R7, Reg::R6, 0);
+        }
+        (ConnectHook::Kprobe { ret, .. }, Some(inflight)) => {
+            a.ldx(Size::DW, Reg::R9, Reg::R6, ret as i16);
+            a.call(Helper::GetCurrentPidTgid);
+            a.stx(Size::DW, Reg::R10, KEY, Reg::R0);
+            inflight_call(&mut a, inflight, Helper::MapLookupElem);
+            a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+            a.ldx(Size::DW, Reg::R7, Reg::R0, 0);
+            inflight_call(&mut a, inflight, Helper::MapDeleteElem);
+            a.jmp32_imm(Jmp::Eq, Reg::R9, 0, out);
+        }
+        (ConnectHook::Kprobe { .. }, None) => panic!("kprobe connect programs need the inflight map"),
+    }
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.bind(out);
+    exit0(&mut a);
+    a.finish()
+}

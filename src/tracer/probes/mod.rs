@@ -1,0 +1,407 @@
+//! The BPF programs, written in the `asm` DSL with offsets from BTF.
+//!
+//! Every backend shares one design:
+//! - `conns` (LRU hash) maps a `struct sock *` to {pid_tgid, comm} of the
+//!   task that connected or accepted it: filled in process context, read
+//!   when the connection establishes (C) or is closed from softirq (X).
+//! - C: a connect that reaches ESTABLISHED from SYN_SENT, with the task
+//!   recorded when it started (tracepoint: the CLOSE→SYN_SENT transition;
+//!   kprobe/fentry: entry of `tcp_v{4,6}_connect`, undone by its return or
+//!   fexit on failure).
+//! - X: the first move of an established connection towards closing
+//!   (ESTABLISHED/CLOSE_WAIT → FIN_WAIT1/LAST_ACK/CLOSE), with the current
+//!   task when a task holds the socket lock (`sk_lock.owned`: process
+//!   context), else with the owner from `conns`.
+//! - A: `syscalls:sys_exit_accept{,4}` in the accepting task (see `accept.rs`).
+
+mod accept;
+mod connect;
+mod state;
+
+pub use accept::accept_program;
+pub use connect::{connect_entry_program, connect_exit_program, ConnectHook};
+pub use state::{state_program, StateHook};
+
+use super::event::{off, EVENT_SIZE};
+use super::offsets::{Field, SockOffsets};
+use crate::asm::{Alu, Asm, Helper, Jmp, Label, Reg, Size};
+
+pub const KIND_CONNECT: i32 = 1;
+pub const KIND_ACCEPT: i32 = 2;
+pub const KIND_CLOSE: i32 = 3;
+
+/// `conns` value: {u64 pid_tgid; char comm[16]}.
+pub const CONN_VALUE_SIZE: u32 = 24;
+
+// TCP states (include/net/tcp_states.h).
+const ESTABLISHED: i32 = 1;
+const SYN_SENT: i32 = 2;
+const FIN_WAIT1: i32 = 4;
+const CLOSE: i32 = 7;
+const CLOSE_WAIT: i32 = 8;
+const LAST_ACK: i32 = 9;
+const AF_INET: i32 = 2;
+const AF_INET6: i32 = 10;
+const IPPROTO_TCP: i32 = 6;
+
+// Stack layout (offsets from r10).
+const EV: i16 = -(EVENT_SIZE as i16); // the event, 80 bytes
+const KEY: i16 = EV - 8; // map key (sk pointer or pid_tgid)
+const VAL: i16 = KEY - 24; // conns value
+const TMP: i16 = VAL - 8; // probe_read_kernel target
+const CHUNK: i16 = TMP; // sock_common copy ends here (grows down)
+const MAX_CHUNK: u32 = 256;
+
+/// What the probes filter on, in the kernel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Filters {
+    pub pid: Option<u32>,
+    pub netns: Option<u32>,
+}
+
+/// Map fds the programs reference.
+#[derive(Clone, Copy, Debug)]
+pub struct MapFds {
+    pub events: i32,
+    pub conns: i32,
+    /// pid_tgid → sk between kprobe entry and return (kprobe backend only).
+    pub inflight: Option<i32>,
+}
+
+/// How a program reads kernel memory: direct loads through BTF-typed
+/// pointers (tp_btf, fentry) or `probe_read_kernel` (tracepoint, kprobe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mem {
+    Direct,
+    Probe,
+}
+
+/// Where the source port comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sport {
+    /// `skc_num` (host order), read with the other sock_common fields.
+    Num,
+    /// `inet_sock.inet_sport` (network order) through probe_read_kernel:
+    /// needed where `inet_put_port()` may already have zeroed `skc_num`.
+    InetSport,
+}
+
+/// How emit_event reads sock_common: in place, or from a stack copy of
+/// bytes [lo, hi) made with one probe_read_kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Direct,
+    Copied { lo: u32, hi: u32 },
+}
+
+impl Access {
+    fn base(self) -> i16 {
+        match self {
+            Access::Direct => 0,
+            Access::Copied { lo, hi } => CHUNK - ((hi - lo).div_ceil(8) * 8) as i16,
+        }
+    }
+
+    /// `dst = *(size *)(sk + field)` with sk in r7.
+    fn load(self, a: &mut Asm, size: Size, dst: Reg, field: u32) {
+        match self {
+            Access::Direct => a.ldx(size, dst, Reg::R7, field as i16),
+            Access::Copied { lo, .. } => a.ldx(size, dst, Reg::R10, self.base() + (field - lo) as i16),
+        }
+    }
+}
+
+fn exit0(a: &mut Asm) {
+    a.mov64_imm(Reg::R0, 0);
+    a.exit();
+}
+
+/// `reg = r10 + off`
+fn stack_ptr(a: &mut Asm, reg: Reg, off: i16) {
+    a.mov64_reg(reg, Reg::R10);
+    a.alu64_imm(Alu::Add, reg, off as i32);
+}
+
+/// `probe_read_kernel(r10 + dst_off, size, src + src_off)`; on failure go to `out`.
+fn probe_read(a: &mut Asm, dst_off: i16, size: i32, src: Reg, src_off: u32, out: Label) {
+    if src != Reg::R3 {
+        a.mov64_reg(Reg::R3, src);
+    }
+    if src_off != 0 {
+        a.alu64_imm(Alu::Add, Reg::R3, src_off as i32);
+    }
+    stack_ptr(a, Reg::R1, dst_off);
+    a.mov64_imm(Reg::R2, size);
+    a.call(Helper::ProbeReadKernel);
+    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+}
+
+/// `dst = *(u64 *)(src + off)` through probe_read_kernel; null → `out`.
+fn read_ptr(a: &mut Asm, dst: Reg, src: Reg, off: u32, out: Label) {
+    probe_read(a, TMP, 8, src, off, out);
+    a.ldx(Size::DW, dst, Reg::R10, TMP);
+    a.jmp_imm(Jmp::Eq, dst, 0, out);
+}
+
+fn size_of(bytes: u32) -> Size {
+    Size::from_bytes(bytes as usize).expect("field size checked by offsets")
+}
+
+/// `dst = sk->field` (sk in r7), a possibly-bitfield scalar. Clobbers r0–r5.
+fn read_sk(a: &mut Asm, mem: Mem, dst: Reg, f: Field, out: Label) {
+    let size = size_of(f.size);
+    match mem {
+        Mem::Direct => a.ldx(size, dst, Reg::R7, f.off as i16),
+        Mem::Probe => {
+            probe_read(a, TMP, f.size as i32, Reg::R7, f.off, out);
+            a.ldx(size, dst, Reg::R10, TMP);
+        }
+    }
+    if let Some((shift, bits)) = f.bits {
+        if shift != 0 {
+            a.alu64_imm(Alu::Rsh, dst, shift as i32);
+        }
+        a.alu64_imm(Alu::And, dst, ((1u64 << bits) - 1) as i32);
+    }
+}
+
+/// Go to `out` unless the sock in r7 is TCP.
+fn check_tcp(a: &mut Asm, so: &SockOffsets, mem: Mem, out: Label) {
+    read_sk(a, mem, Reg::R1, so.protocol, out);
+    a.jmp_imm(Jmp::Ne, Reg::R1, IPPROTO_TCP, out);
+}
+
+/// Copy {pid_tgid, comm} from the map value at `src` into the event.
+fn owner_to_event(a: &mut Asm, src: Reg) {
+    a.ldx(Size::DW, Reg::R1, src, 0);
+    a.stx(Size::W, Reg::R10, EV + off::TID, Reg::R1);
+    a.alu64_imm(Alu::Rsh, Reg::R1, 32);
+    a.stx(Size::W, Reg::R10, EV + off::PID, Reg::R1);
+    a.ldx(Size::DW, Reg::R1, src, 8);
+    a.stx(Size::DW, Reg::R10, EV + off::COMM, Reg::R1);
+    a.ldx(Size::DW, Reg::R1, src, 16);
+    a.stx(Size::DW, Reg::R10, EV + off::COMM + 8, Reg::R1);
+}
+
+/// Current task's pid/tid/comm into the event.
+fn current_to_event(a: &mut Asm) {
+    a.call(Helper::GetCurrentPidTgid);
+    a.stx(Size::W, Reg::R10, EV + off::TID, Reg::R0);
+    a.alu64_imm(Alu::Rsh, Reg::R0, 32);
+    a.stx(Size::W, Reg::R10, EV + off::PID, Reg::R0);
+    stack_ptr(a, Reg::R1, EV + off::COMM);
+    a.mov64_imm(Reg::R2, 16);
+    a.call(Helper::GetCurrentComm);
+}
+
+/// `conns` helper call with key = r7 (sk) stored at KEY; update takes VAL.
+fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
+    a.stx(Size::DW, Reg::R10, KEY, Reg::R7);
+    a.ld_map_fd(Reg::R1, maps.conns);
+    stack_ptr(a, Reg::R2, KEY);
+    if h == Helper::MapUpdateElem {
+        stack_ptr(a, Reg::R3, VAL);
+        a.mov64_imm(Reg::R4, 0);
+    }
+    a.call(h);
+}
+
+/// VAL = {pid_tgid in `pid_tgid`, current comm}; conns[sk in r7] = VAL.
+fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg) {
+    a.stx(Size::DW, Reg::R10, VAL, pid_tgid);
+    stack_ptr(a, Reg::R1, VAL + 8);
+    a.mov64_imm(Reg::R2, 16);
+    a.call(Helper::GetCurrentComm);
+    conns_call(a, maps, Helper::MapUpdateElem);
+}
+
+/// Go to `out` unless the tgid in the upper half of `reg` is the filtered pid.
+fn pid_filter(a: &mut Asm, reg: Reg, f: &Filters, out: Label) {
+    if let Some(pid) = f.pid {
+        a.mov64_reg(Reg::R1, reg);
+        a.alu64_imm(Alu::Rsh, Reg::R1, 32);
+        a.jmp32_imm(Jmp::Ne, Reg::R1, pid as i32, out);
+    }
+}
+
+/// Shared tail: fill the event's tuple from the sock in r7, kind in r8
+/// (pid, tid and comm already in place), apply the netns filter, output.
+fn emit_event(a: &mut Asm, so: &SockOffsets, mem: Mem, sport: Sport, f: &Filters, maps: &MapFds, out: Label) {
+    let acc = match mem {
+        Mem::Direct => Access::Direct,
+        Mem::Probe => {
+            let (lo, hi) = so.common_span();
+            assert!(hi - lo <= MAX_CHUNK, "sock_common span {lo}..{hi} too large");
+            let acc = Access::Copied { lo, hi };
+            probe_read(a, acc.base(), (hi - lo) as i32, Reg::R7, lo, out);
+            acc
+        }
+    };
+    let (v4, ports) = (a.label(), a.label());
+    for o in (off::KIND..EVENT_SIZE as i16).step_by(8) {
+        a.st(Size::DW, Reg::R10, EV + o, 0);
+    }
+    a.stx(Size::B, Reg::R10, EV + off::KIND, Reg::R8);
+    acc.load(a, Size::H, Reg::R1, so.family);
+    a.jmp_imm(Jmp::Eq, Reg::R1, AF_INET, v4);
+    match so.v6 {
+        Some((daddr, saddr)) => {
+            a.jmp_imm(Jmp::Ne, Reg::R1, AF_INET6, out);
+            a.st(Size::B, Reg::R10, EV + off::IP, 6);
+            for (field, dst) in [(saddr, off::SADDR), (daddr, off::DADDR)] {
+                for half in [0, 8] {
+                    acc.load(a, Size::DW, Reg::R1, field + half as u32);
+                    a.stx(Size::DW, Reg::R10, EV + dst + half, Reg::R1);
+                }
+            }
+            a.ja(ports);
+        }
+        None => a.ja(out),
+    }
+    a.bind(v4);
+    a.st(Size::B, Reg::R10, EV + off::IP, 4);
+    acc.load(a, Size::W, Reg::R1, so.rcv_saddr);
+    a.stx(Size::W, Reg::R10, EV + off::SADDR, Reg::R1);
+    acc.load(a, Size::W, Reg::R1, so.daddr);
+    a.stx(Size::W, Reg::R10, EV + off::DADDR, Reg::R1);
+    a.bind(ports);
+    match sport {
+        Sport::Num => acc.load(a, Size::H, Reg::R1, so.num),
+        Sport::InetSport => {
+            probe_read(a, TMP, 2, Reg::R7, so.inet_sport, out);
+            a.ldx(Size::H, Reg::R1, Reg::R10, TMP);
+            a.to_be(Reg::R1, 16);
+        }
+    }
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
+    a.stx(Size::H, Reg::R10, EV + off::SPORT, Reg::R1);
+    acc.load(a, Size::H, Reg::R1, so.dport);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
+    a.stx(Size::H, Reg::R10, EV + off::DPORT, Reg::R1);
+    if let Some((net, inum)) = so.netns {
+        let no_net = a.label();
+        acc.load(a, Size::DW, Reg::R1, net);
+        a.jmp_imm(Jmp::Eq, Reg::R1, 0, no_net);
+        match acc {
+            Access::Direct => a.ldx(Size::W, Reg::R1, Reg::R1, inum as i16),
+            Access::Copied { .. } => {
+                probe_read(a, TMP, 4, Reg::R1, inum, no_net);
+                a.ldx(Size::W, Reg::R1, Reg::R10, TMP);
+            }
+        }
+        a.stx(Size::W, Reg::R10, EV + off::NETNS, Reg::R1);
+        a.bind(no_net);
+    }
+    if let Some(ns) = f.netns {
+        a.ldx(Size::W, Reg::R1, Reg::R10, EV + off::NETNS);
+        a.jmp32_imm(Jmp::Ne, Reg::R1, ns as i32, out);
+    }
+    a.call(Helper::KtimeGetNs);
+    a.stx(Size::DW, Reg::R10, EV + off::TS, Reg::R0);
+    a.mov64_reg(Reg::R1, Reg::R6);
+    a.ld_map_fd(Reg::R2, maps.events);
+    a.mov32_imm(Reg::R3, -1); // BPF_F_CURRENT_CPU: exactly 0xffffffff
+    stack_ptr(a, Reg::R4, EV);
+    a.mov64_imm(Reg::R5, EVENT_SIZE as i32);
+    a.call(Helper::PerfEventOutput);
+    a.ja(out);
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::tracer::offsets::FdOffsets;
+
+    pub fn offsets() -> SockOffsets {
+        SockOffsets {
+            daddr: 0,
+            rcv_saddr: 4,
+            dport: 12,
+            num: 14,
+            family: 16,
+            state: 18,
+            v6: Some((56, 72)),
+            netns: Some((48, 176)),
+            protocol: Field { off: 516, size: 2, bits: None },
+            lock_owned: 140,
+            inet_sport: 814,
+        }
+    }
+
+    pub fn fd_offsets() -> FdOffsets {
+        FdOffsets {
+            task_files: 2000,
+            files_fdt: 32,
+            fdt_max_fds: 0,
+            fdt_fd: 8,
+            file_private_data: 200,
+            socket_sk: 24,
+        }
+    }
+
+    pub const MAPS: MapFds = MapFds { events: 5, conns: 6, inflight: Some(7) };
+
+    const HOOKS: [StateHook; 3] =
+        [StateHook::TpBtf, StateHook::Fentry, StateHook::Kprobe { arg0: 112, arg1: 104 }];
+
+    #[test]
+    fn programs_assemble_with_and_without_filters() {
+        for f in [Filters::default(), Filters { pid: Some(42), netns: Some(4026531840) }] {
+            for hook in HOOKS {
+                let p = state_program(&offsets(), hook, &f, &MAPS).unwrap();
+                assert!(p.len() < 300, "{hook:?} state program grew to {}", p.len());
+            }
+            let p = accept_program(&offsets(), &fd_offsets(), 16, &f, &MAPS).unwrap();
+            assert!(p.len() < 300, "accept program grew to {}", p.len());
+            for hook in [ConnectHook::Fentry, ConnectHook::Kprobe { arg0: 112, ret: 80 }] {
+                connect_entry_program(hook, &f, &MAPS).unwrap();
+                connect_exit_program(hook, 3, &MAPS).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn filters_reach_the_code() {
+        let f = Filters { pid: Some(4242), netns: Some(4026531840) };
+        for hook in HOOKS {
+            let text = state_program(&offsets(), hook, &f, &MAPS).unwrap().to_string();
+            assert!(text.contains("0x1092"), "pid filter missing:\n{text}");
+            assert!(text.contains("0xf0000000"), "netns filter missing:\n{text}");
+            let plain = state_program(&offsets(), hook, &Filters::default(), &MAPS).unwrap().to_string();
+            assert!(!plain.contains("0x1092") && !plain.contains("0xf0000000"));
+        }
+    }
+
+    #[test]
+    fn current_cpu_flag_is_32_bit_all_ones() {
+        let p = state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap();
+        // mov32 r3, -1 = b4 03 00 00 ff ff ff ff, never the sign-extending b7.
+        let bytes = p.to_bytes();
+        assert!(bytes.chunks(8).any(|c| c == [0xb4, 0x03, 0, 0, 0xff, 0xff, 0xff, 0xff]));
+        assert!(!bytes.chunks(8).any(|c| c == [0xb7, 0x03, 0, 0, 0xff, 0xff, 0xff, 0xff]));
+    }
+
+    #[test]
+    fn probe_backends_never_load_through_sk_directly() {
+        // With Mem::Probe, r7 holds a plain number: any `*(rX)(r7 + off)` load
+        // would be rejected by the verifier (kprobe) or read garbage.
+        let kp = StateHook::Kprobe { arg0: 112, arg1: 104 };
+        for text in [
+            state_program(&offsets(), kp, &Filters::default(), &MAPS).unwrap().to_string(),
+            accept_program(&offsets(), &fd_offsets(), 16, &Filters::default(), &MAPS).unwrap().to_string(),
+        ] {
+            assert!(!text.contains("(r7 +"), "direct load through sk:\n{text}");
+        }
+        let tp = state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap().to_string();
+        assert!(tp.contains("(r7 +16)"), "tp_btf reads skc_family directly:\n{tp}");
+    }
+
+    #[test]
+    fn copied_access_fits_the_stack() {
+        let (lo, hi) = offsets().common_span();
+        assert_eq!((lo, hi), (0, 88));
+        let acc = Access::Copied { lo, hi };
+        assert_eq!(acc.base(), TMP - 88);
+        assert!(acc.base() >= -512);
+    }
+}

@@ -1,0 +1,140 @@
+//! The state-change program: C on SYN_SENT→ESTABLISHED, X on the first
+//! closing move; with the tracepoint hook also the start of a connect.
+
+use super::*;
+use crate::asm::{AsmError, Program};
+
+/// Where the state program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateHook {
+    /// tp_btf `inet_sock_set_state(sk, oldstate, newstate)`: fires after
+    /// `inet_put_port()` on CLOSE; also records connects at CLOSE→SYN_SENT.
+    TpBtf,
+    /// fentry `tcp_set_state(sk, state)`: the old state is `sk->skc_state`.
+    Fentry,
+    /// kprobe `tcp_set_state`: `sk` and `state` at these `pt_regs` offsets.
+    Kprobe { arg0: u32, arg1: u32 },
+}
+
+impl StateHook {
+    fn mem(self) -> Mem {
+        match self {
+            StateHook::TpBtf | StateHook::Fentry => Mem::Direct,
+            StateHook::Kprobe { .. } => Mem::Probe,
+        }
+    }
+}
+
+/// Registers after the prologue: r6 ctx, r7 sk, r8 old state, r9 new state.
+fn prologue(a: &mut Asm, so: &SockOffsets, hook: StateHook, out: Label) {
+    a.mov64_reg(Reg::R6, Reg::R1);
+    match hook {
+        StateHook::TpBtf => {
+            a.ldx(Size::DW, Reg::R7, Reg::R6, 0);
+            a.ldx(Size::DW, Reg::R8, Reg::R6, 8);
+            a.ldx(Size::DW, Reg::R9, Reg::R6, 16);
+        }
+        StateHook::Fentry => {
+            a.ldx(Size::DW, Reg::R7, Reg::R6, 0);
+            a.ldx(Size::DW, Reg::R9, Reg::R6, 8);
+            a.ldx(Size::B, Reg::R8, Reg::R7, so.state as i16);
+        }
+        StateHook::Kprobe { arg0, arg1 } => {
+            a.ldx(Size::DW, Reg::R7, Reg::R6, arg0 as i16);
+            a.ldx(Size::DW, Reg::R9, Reg::R6, arg1 as i16);
+            probe_read(a, TMP, 1, Reg::R7, so.state, out);
+            a.ldx(Size::B, Reg::R8, Reg::R10, TMP);
+        }
+    }
+}
+
+pub fn state_program(
+    so: &SockOffsets,
+    hook: StateHook,
+    f: &Filters,
+    maps: &MapFds,
+) -> Result<Program, AsmError> {
+    let mem = hook.mem();
+    let mut a = Asm::new();
+    let out = a.label();
+    let [syn_sent, established, on_close, closing, failed, first_close, softirq, unknown, emit_close, emit] =
+        [(); 10].map(|_| a.label());
+    prologue(&mut a, so, hook, out);
+    if hook == StateHook::TpBtf {
+        a.jmp32_imm(Jmp::Eq, Reg::R9, SYN_SENT, syn_sent);
+    }
+    a.jmp32_imm(Jmp::Eq, Reg::R9, ESTABLISHED, established);
+    a.jmp32_imm(Jmp::Eq, Reg::R9, CLOSE, on_close);
+    a.jmp32_imm(Jmp::Eq, Reg::R9, FIN_WAIT1, closing);
+    a.jmp32_imm(Jmp::Eq, Reg::R9, LAST_ACK, closing);
+    a.ja(out);
+
+    a.bind(on_close);
+    a.jmp32_imm(Jmp::Eq, Reg::R8, SYN_SENT, failed);
+    a.bind(closing);
+    a.jmp32_imm(Jmp::Eq, Reg::R8, ESTABLISHED, first_close);
+    a.jmp32_imm(Jmp::Eq, Reg::R8, CLOSE_WAIT, first_close);
+    a.ja(out);
+
+    // A connect that never established: forget it.
+    a.bind(failed);
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.ja(out);
+
+    if hook == StateHook::TpBtf {
+        // CLOSE → SYN_SENT, in the connecting task.
+        a.bind(syn_sent);
+        a.jmp32_imm(Jmp::Ne, Reg::R8, CLOSE, out);
+        check_tcp(&mut a, so, mem, out);
+        a.call(Helper::GetCurrentPidTgid);
+        pid_filter(&mut a, Reg::R0, f, out);
+        a.mov64_reg(Reg::R9, Reg::R0);
+        remember_owner(&mut a, maps, Reg::R9);
+        a.ja(out);
+    }
+
+    // SYN_SENT → ESTABLISHED: C with the connecting task (entry kept as owner).
+    a.bind(established);
+    a.jmp32_imm(Jmp::Ne, Reg::R8, SYN_SENT, out);
+    conns_call(&mut a, maps, Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+    owner_to_event(&mut a, Reg::R0);
+    a.mov64_imm(Reg::R8, KIND_CONNECT);
+    a.ja(emit);
+
+    // First move of an established connection towards closing: X.
+    a.bind(first_close);
+    check_tcp(&mut a, so, mem, out);
+    let owned = Field { off: so.lock_owned, size: 4, bits: None };
+    read_sk(&mut a, mem, Reg::R9, owned, out);
+    a.jmp_imm(Jmp::Eq, Reg::R9, 0, softirq);
+    current_to_event(&mut a);
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.ja(emit_close);
+    // No task holds the lock (softirq or timer): the owner did it.
+    a.bind(softirq);
+    conns_call(&mut a, maps, Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, unknown);
+    owner_to_event(&mut a, Reg::R0);
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.ja(emit_close);
+    a.bind(unknown);
+    a.st(Size::DW, Reg::R10, EV + off::PID, 0);
+    a.st(Size::DW, Reg::R10, EV + off::COMM, 0);
+    a.st(Size::DW, Reg::R10, EV + off::COMM + 8, 0);
+    a.bind(emit_close);
+    if let Some(pid) = f.pid {
+        a.ldx(Size::W, Reg::R1, Reg::R10, EV + off::PID);
+        a.jmp32_imm(Jmp::Ne, Reg::R1, pid as i32, out);
+    }
+    a.mov64_imm(Reg::R8, KIND_CLOSE);
+
+    a.bind(emit);
+    // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE; the
+    // function-entry hooks run before it.
+    let sport = if hook == StateHook::TpBtf { Sport::InetSport } else { Sport::Num };
+    emit_event(&mut a, so, mem, sport, f, maps, out);
+    a.bind(out);
+    exit0(&mut a);
+    a.finish()
+}
