@@ -184,12 +184,12 @@ fn check(cfg: &Config) -> ! {
     println!("{:<18} {}", "kprobe PMU", pmu.map_or("no".to_string(), |t| format!("yes (type {t})")));
     let ke = tracefs.root().join("kprobe_events").exists();
     println!("{:<18} {}", "kprobe_events", if ke { "yes" } else { "no" });
-    println!("{:<18} {}", "fentry/fexit", yes_no(features::fentry(&btf)));
-    println!("{:<18} {}", "tp_btf", yes_no(features::tp_btf(&btf)));
+    println!("{:<18} {}", "fentry/fexit", yes_no(features::fentry(Some(&btf))));
+    println!("{:<18} {}", "tp_btf", yes_no(features::tp_btf(Some(&btf))));
     println!("{:<18} {}", "tracepoints", yes_no(features::tracepoints(&tracefs)));
     println!("{:<18} {}", "ringbuf", if features::ringbuf() { "yes" } else { "no" });
     println!("{:<18} {}", "probe_read_kernel", if features::probe_read_kernel() { "yes" } else { "no" });
-    println!("{:<18} {}", "backend (auto)", features::pick(&btf, &tracefs).name());
+    println!("{:<18} {}", "backend (auto)", features::pick(Some(&btf), &tracefs).name());
     std::process::exit(0)
 }
 

@@ -55,10 +55,23 @@ impl Probe {
 
 /// What every backend gets to build its probes from.
 pub struct Context<'a> {
+    /// Struct offsets.
     pub btf: &'a Btf,
+    /// The running kernel's BTF, for attach ids and prototypes (None: no
+    /// kernel BTF, so nothing can attach by BTF id).
+    pub ids: Option<&'a Btf>,
     pub tracefs: &'a Tracefs,
     pub filters: Filters,
     pub maps: MapFds,
+}
+
+impl Context<'_> {
+    fn ids(&self) -> Result<&Btf, Error> {
+        self.ids.ok_or_else(|| Error::Unsupported {
+            backend: Backend::Auto,
+            why: "no kernel BTF (/sys/kernel/btf/vmlinux) to attach by BTF id".into(),
+        })
+    }
 }
 
 pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
@@ -70,7 +83,7 @@ pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
             name: "tcpt_state",
             prog_type: ProgType::Tracing,
             hook: Hook::BtfId {
-                btf_id: cx.btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
+                btf_id: cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
                 attach_type: ATTACH_TRACE_RAW_TP,
             },
             program: probes::state_program(&sock, StateHook::TpBtf, &cx.filters, &cx.maps)?,
@@ -151,7 +164,8 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
 }
 
 fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
-    let func = |name: &str| cx.btf.find(name, BtfKind::Func);
+    let ids = cx.ids()?;
+    let func = |name: &str| ids.find(name, BtfKind::Func);
     let mut out = Vec::new();
     for (f, entry, exit) in [
         ("tcp_v4_connect", "tcpt_conn4_in", "tcpt_conn4_out"),
@@ -160,7 +174,7 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
         let id = func(f)?;
         // fexit finds the return value after the arguments: take their
         // count from the prototype rather than assuming it.
-        let nargs = cx.btf.func_proto(f)?.params.len() as u32;
+        let nargs = ids.func_proto(f)?.params.len() as u32;
         out.push(Probe {
             name: entry,
             prog_type: ProgType::Tracing,

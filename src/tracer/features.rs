@@ -8,6 +8,8 @@ use crate::loader::prog::{self, ProgSpec, ATTACH_TRACE_FENTRY, ATTACH_TRACE_RAW_
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{kprobe, verifier_reason, LoadError, Map, MapType, ProgType};
 
+const NO_KERNEL_BTF: &str = "no kernel BTF (/sys/kernel/btf/vmlinux) to attach by BTF id";
+
 fn try_load(
     prog_type: ProgType,
     attach_type: u32,
@@ -37,13 +39,15 @@ fn try_load(
 }
 
 /// fentry/fexit: load a trivial fentry program on `tcp_set_state`.
-pub fn fentry(btf: &Btf) -> Result<(), String> {
+pub fn fentry(btf: Option<&Btf>) -> Result<(), String> {
+    let btf = btf.ok_or(NO_KERNEL_BTF)?;
     let id = btf.find("tcp_set_state", BtfKind::Func).map_err(|e| e.to_string())?;
     try_load(ProgType::Tracing, ATTACH_TRACE_FENTRY, id, |_| {})
 }
 
 /// BTF tracepoints: load a trivial tp_btf program on `inet_sock_set_state`.
-pub fn tp_btf(btf: &Btf) -> Result<(), String> {
+pub fn tp_btf(btf: Option<&Btf>) -> Result<(), String> {
+    let btf = btf.ok_or(NO_KERNEL_BTF)?;
     let id = btf.find("btf_trace_inet_sock_set_state", BtfKind::Typedef).map_err(|e| e.to_string())?;
     try_load(ProgType::Tracing, ATTACH_TRACE_RAW_TP, id, |_| {})
 }
@@ -77,7 +81,7 @@ pub fn probe_read_kernel() -> bool {
 }
 
 /// Can `kind` run here? `Err` says why not, in one line.
-pub fn check(kind: Backend, btf: &Btf, tracefs: &Tracefs) -> Result<(), String> {
+pub fn check(kind: Backend, btf: Option<&Btf>, tracefs: &Tracefs) -> Result<(), String> {
     tracepoints(tracefs)?;
     match kind {
         Backend::Fentry => fentry(btf).map_err(|e| format!("fentry/fexit programs are refused: {e}")),
@@ -92,7 +96,7 @@ pub fn check(kind: Backend, btf: &Btf, tracefs: &Tracefs) -> Result<(), String> 
 }
 
 /// The best backend this kernel offers: fentry, then kprobe, then tracepoint.
-pub fn pick(btf: &Btf, tracefs: &Tracefs) -> Backend {
+pub fn pick(btf: Option<&Btf>, tracefs: &Tracefs) -> Backend {
     [Backend::Fentry, Backend::Kprobe]
         .into_iter()
         .find(|&b| check(b, btf, tracefs).is_ok())

@@ -180,16 +180,20 @@ impl Tracer {
             Some(p) => Btf::from_file(p)?,
             None => Btf::kernel()?,
         };
+        // Offsets come from `btf`; ids for attaching by BTF id must be the
+        // running kernel's own, which differ when --btf names another file.
+        let kernel_btf = if cfg.btf.is_some() { Btf::kernel().ok() } else { None };
+        let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
         let t_btf = t0.elapsed();
         crate::loader::raise_memlock();
         // Privileges first: without them every later check fails for that reason.
         drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
         let tracefs = Arc::new(Tracefs::open()?);
         let kind = match cfg.backend {
-            Backend::Auto => features::pick(&btf, &tracefs),
+            Backend::Auto => features::pick(ids, &tracefs),
             b => b,
         };
-        features::check(kind, &btf, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
+        features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
         let cpus = crate::perf::possible_cpu_count()?;
         let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
         let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
@@ -199,6 +203,7 @@ impl Tracer {
         };
         let cx = backend::Context {
             btf: &btf,
+            ids,
             tracefs: &tracefs,
             filters: cfg.filters,
             maps: probes::MapFds {
@@ -209,6 +214,7 @@ impl Tracer {
         };
         let probes = backend::build(kind, &cx)?;
         drop(btf);
+        drop(kernel_btf);
         let t_build = t0.elapsed();
 
         let mut progs = Vec::new();
