@@ -4,9 +4,12 @@ CARGO  ?= cargo
 TARGET ?= x86_64-unknown-linux-gnu
 STATIC := target/$(TARGET)/release/tcptracer
 ARGS   ?=
+# vmtest: KERNEL=5.10|6.1|6.12 (empty: all three); BACKENDS: the suite runs once per backend.
+KERNEL   ?=
+BACKENDS ?= tracepoint kprobe kprobe-tracefs fentry
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build run static test unit clean
+.PHONY: all build run static test unit vmtest vmkernels clean
 
 all: build
 
@@ -24,9 +27,21 @@ static:
 unit:
 	$(CARGO) test --lib
 
-# Unit tests, then the root integration tests against the static binary users get.
+# Unit tests, the root integration tests against the static binary users get on
+# this kernel, then the same suite in QEMU guests (5.10, 6.1, 6.12) per backend.
 test: static
 	TCPTRACER_BIN=$(abspath $(STATIC)) TCPTRACER_STATIC_BIN=$(abspath $(STATIC)) $(CARGO) test
+	$(MAKE) vmtest
+
+# The root integration suite (tests/trace.rs, tests/loader.rs, static builds) in QEMU
+# guests booting Debian's 5.10, 6.1 and 6.12 cloud kernels, once per backend; prints a
+# kernel | backend | PASS/FAIL | seconds table and fails if any cell fails. See vm/README.md.
+vmtest:
+	CARGO="$(CARGO)" TARGET=$(TARGET) BACKENDS="$(BACKENDS)" vm/vmtest.sh $(KERNEL)
+
+# Download (or, with TCPTRACER_VM_REFRESH=1, update) the cached guest kernels.
+vmkernels:
+	vm/kernels.sh $(KERNEL)
 
 clean:
 	$(CARGO) clean

@@ -158,7 +158,8 @@ fn stale_kprobe_events_of_dead_tracers_are_removed() {
     let dead = child.id();
     child.wait().unwrap();
     let mut f = std::fs::OpenOptions::new().append(true).open("/sys/kernel/tracing/kprobe_events").unwrap();
-    writeln!(f, "p:tcptracer/tcpt_{dead}_0_tcp_v4_connect tcp_v4_connect").unwrap();
+    // One write(2) per command: the kernel parses each write on its own.
+    f.write_all(format!("p:tcptracer/tcpt_{dead}_0_tcp_v4_connect tcp_v4_connect\n").as_bytes()).unwrap();
     drop(f);
     assert!(kprobe_events().contains(&format!("tcpt_{dead}_0")));
     assert_eq!(kprobe::remove_stale(&tracefs), 1);

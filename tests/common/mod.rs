@@ -45,6 +45,18 @@ pub struct Tracer {
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     pub header: String,
+    stopped: bool,
+}
+
+/// A test that fails midway still stops its tracer the normal way, so the
+/// next test does not find its probes.
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if !self.stopped && matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGINT);
+            let _ = wait_timeout(&mut self.child, Duration::from_secs(10));
+        }
+    }
 }
 
 impl Tracer {
@@ -52,7 +64,9 @@ impl Tracer {
     pub fn start(args: &[&str]) -> Tracer {
         let mut cmd = Command::new(bin());
         cmd.args(backend_args()).args(args);
-        Tracer::spawn(cmd)
+        let t = Tracer::spawn(cmd);
+        t.check_kprobe_mode();
+        t
     }
 
     /// Start a command that runs the tracer (e.g. under `unshare`).
@@ -88,11 +102,31 @@ impl Tracer {
                 buf.clear();
             }
         });
-        let mut t = Tracer { child, lines, stderr, header: String::new() };
+        let mut t = Tracer { child, lines, stderr, header: String::new(), stopped: false };
         let banner = t.next_line(Duration::from_secs(20));
         assert_eq!(banner.as_deref(), Some(BANNER), "stderr: {}", t.stderr());
         t.header = t.next_line(Duration::from_secs(5)).expect("header line");
         t
+    }
+
+    /// Under the kprobe backend, tracefs kprobe_events holds our 5 probes
+    /// exactly when TCPTRACER_KPROBE_TRACEFS=1 forces that path.
+    fn check_kprobe_mode(&self) {
+        if std::env::var("TCPTRACER_BACKEND").as_deref() != Ok("kprobe") {
+            return;
+        }
+        let legacy = std::env::var("TCPTRACER_KPROBE_TRACEFS").as_deref() == Ok("1");
+        let ours = format!("tcptracer/tcpt_{}_", self.child.id());
+        let n = std::fs::read_to_string("/sys/kernel/tracing/kprobe_events")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&ours))
+            .count();
+        assert_eq!(
+            n,
+            if legacy { 5 } else { 0 },
+            "kprobe_events entries of this tracer (tracefs path: {legacy})"
+        );
     }
 
     pub fn next_line(&self, timeout: Duration) -> Option<String> {
@@ -131,6 +165,7 @@ impl Tracer {
     pub fn stop(mut self) -> (ExitStatus, String) {
         self.signal(libc::SIGINT);
         let status = wait_timeout(&mut self.child, Duration::from_secs(10)).expect("tracer did not exit");
+        self.stopped = true;
         thread::sleep(Duration::from_millis(50));
         let err = self.stderr();
         (status, err)
