@@ -181,11 +181,11 @@ total=$(awk -v a="$t_all" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 
 # ---- table --------------------------------------------------------------
 echo
-printf '%-7s | %-10s | %-4s | %8s | %s\n' kernel backend cell seconds note
-printf -- '--------+------------+------+----------+-----\n'
+printf '%-7s | %-14s | %-4s | %8s | %s\n' kernel backend cell seconds note
+printf -- '--------+----------------+------+----------+-----\n'
 while read -r label _ pkg ver; do
     for b in $BACKENDS; do
-        printf '%-7s | %-10s | %-4s | %8s | %s\n' "$label" "$b" "${CELL[$label/$b]}" "${SECS[$label/$b]}" "${NOTE[$label/$b]:-}"
+        printf '%-7s | %-14s | %-4s | %8s | %s\n' "$label" "$b" "${CELL[$label/$b]}" "${SECS[$label/$b]}" "${NOTE[$label/$b]:-}"
     done
 done <<<"$kinfo"
 echo
