@@ -165,3 +165,20 @@ fn stale_kprobe_events_of_dead_tracers_are_removed() {
     assert_eq!(kprobe::remove_stale(&tracefs), 1);
     assert!(!kprobe_events().contains("tcptracer/"), "{}", kprobe_events());
 }
+
+/// fexit's return slot follows the arguments of the running kernel's
+/// prototype: `inet_csk_accept(sk, flags, err, kern)` before 6.10,
+/// `inet_csk_accept(sk, arg)` since.
+#[test]
+fn fexit_return_slot_comes_from_the_kernels_prototype() {
+    use tcptracer::tracer::backend::fexit_ret_slot;
+    let btf = tcptracer::btf::Btf::kernel().unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap(), v.next().unwrap());
+    let want = if (major, minor) >= (6, 10) { 2 } else { 4 };
+    assert_eq!(fexit_ret_slot(&btf, "inet_csk_accept").unwrap(), want, "kernel {release}");
+    assert_eq!(fexit_ret_slot(&btf, "tcp_v4_connect").unwrap(), 3);
+    assert_eq!(fexit_ret_slot(&btf, "tcp_v6_connect").unwrap(), 3);
+    assert!(fexit_ret_slot(&btf, "no_such_function_tcpt").is_err());
+}

@@ -163,6 +163,13 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
     ])
 }
 
+/// The ctx slot where fexit finds `func`'s return value: right after its
+/// arguments, so their count comes from the running kernel's prototype
+/// (`inet_csk_accept` went from 4 arguments to 2 in 6.10).
+pub fn fexit_ret_slot(btf: &Btf, func: &str) -> Result<u32, Error> {
+    Ok(btf.func_proto(func)?.params.len() as u32)
+}
+
 fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
     let ids = cx.ids()?;
     let func = |name: &str| ids.find(name, BtfKind::Func);
@@ -172,9 +179,7 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
         ("tcp_v6_connect", "tcpt_conn6_in", "tcpt_conn6_out"),
     ] {
         let id = func(f)?;
-        // fexit finds the return value after the arguments: take their
-        // count from the prototype rather than assuming it.
-        let nargs = ids.func_proto(f)?.params.len() as u32;
+        let nargs = fexit_ret_slot(ids, f)?;
         out.push(Probe {
             name: entry,
             prog_type: ProgType::Tracing,
