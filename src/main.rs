@@ -219,10 +219,14 @@ fn main() {
 
     let mut lost_total = 0u64;
     let mut batch = Vec::with_capacity(4096);
+    // The rings wake us at their watermark; below it we poll: every 10 ms
+    // while events flow, backing off to 100 ms when idle, so a trickle is
+    // printed promptly without a wakeup per event.
+    let mut timeout = 1;
     loop {
         let stopping = STOP.load(Ordering::Relaxed);
         if !stopping {
-            if let Err(e) = tracer.wait(100) {
+            if let Err(e) = tracer.wait(timeout) {
                 die(e);
             }
         }
@@ -230,6 +234,7 @@ fn main() {
         let r = tracer.drain(&mut |e| batch.push(*e), &mut |n| lost += n);
         // Rings are per CPU: put the batch in time order before printing.
         batch.sort_by_key(|e| e.ts_ns);
+        timeout = if batch.is_empty() { (timeout * 2).min(100) } else { 10 };
         for e in batch.drain(..) {
             output::row(&mut buf, &fmt, &e);
         }
@@ -250,6 +255,10 @@ fn main() {
     }
     if cfg.debug {
         eprintln!("lost {lost_total} events in all");
+        for p in tracer.prog_stats() {
+            let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };
+            eprintln!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);
+        }
     }
     let t = std::time::Instant::now();
     drop(tracer);

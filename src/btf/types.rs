@@ -164,6 +164,39 @@ impl Btf {
         ids
     }
 
+    /// Look up many (name, kind) pairs in one pass over the types and cache
+    /// the answers, so later `find`/`member` calls for them cost no scan.
+    /// (One scan costs about 0.25 ms on a 6.18 vmlinux; a tracer needs ~15.)
+    pub fn prefetch(&self, wanted: &[(&str, Kind)]) {
+        let mut found: Vec<Vec<TypeId>> = wanted
+            .iter()
+            .map(|(name, kind)| match &self.base {
+                Some(base) => base.find_all(name, *kind),
+                None => Vec::new(),
+            })
+            .collect();
+        let kinds: Vec<u32> = wanted.iter().map(|(_, k)| kind_num(*k)).collect();
+        let data: &[u8] = &self.data;
+        for (i, &off) in self.offsets.iter().enumerate() {
+            let off = off as usize;
+            let kind = (u32_at(data, off + 4) >> 24) & 0x7f;
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            let name_off = u32_at(data, off);
+            for (j, (name, _)) in wanted.iter().enumerate() {
+                if kinds[j] == kind && kind != 0 && self.name_is(name_off, name.as_bytes()) {
+                    found[j].push(self.first_id + i as u32);
+                }
+            }
+        }
+        if let Ok(mut cache) = self.found.lock() {
+            for ((name, kind), ids) in wanted.iter().zip(found) {
+                cache.entry(*kind).or_default().insert(name.to_string(), ids);
+            }
+        }
+    }
+
     /// The uncached linear scan behind `find_all`.
     fn scan(&self, name: &str, kind: Kind) -> Vec<TypeId> {
         let mut out = match &self.base {

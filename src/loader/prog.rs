@@ -141,6 +141,13 @@ pub fn load(spec: &ProgSpec) -> Result<Prog, LoadError> {
     }
 }
 
+/// Load once, without a verifier log and without retrying: for feature
+/// probes, where only "does the kernel take it" matters.
+pub fn try_load(spec: &ProgSpec) -> std::io::Result<Prog> {
+    let (r, _) = load_once(spec, &mut [], 0);
+    r.map(|fd| Prog { fd, name: spec.name.to_string(), log: String::new() })
+}
+
 impl Prog {
     pub fn name(&self) -> &str {
         &self.name

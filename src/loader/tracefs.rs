@@ -11,6 +11,8 @@ const DEFAULT: &str = "/sys/kernel/tracing";
 pub struct Tracefs {
     root: PathBuf,
     mounted_by_us: bool,
+    /// Event ids already read (each read of tracefs costs a few 100 µs).
+    ids: std::sync::Mutex<Vec<(String, u64)>>,
 }
 
 /// The tracefs mount point listed in a `/proc/self/mountinfo` text.
@@ -30,7 +32,7 @@ impl Tracefs {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| LoadError::call("reading /proc/self/mountinfo", e))?;
         if let Some(root) = find_in_mountinfo(&mountinfo) {
-            return Ok(Tracefs { root, mounted_by_us: false });
+            return Ok(Tracefs { root, mounted_by_us: false, ids: Default::default() });
         }
         let target = CString::new(DEFAULT).unwrap();
         let fstype = CString::new("tracefs").unwrap();
@@ -44,11 +46,11 @@ impl Tracefs {
                  (mount it with: mount -t tracefs nodev {DEFAULT})"
             )));
         }
-        Ok(Tracefs { root: PathBuf::from(DEFAULT), mounted_by_us: true })
+        Ok(Tracefs { root: PathBuf::from(DEFAULT), mounted_by_us: true, ids: Default::default() })
     }
 
     pub fn at(root: &Path) -> Tracefs {
-        Tracefs { root: root.to_path_buf(), mounted_by_us: false }
+        Tracefs { root: root.to_path_buf(), mounted_by_us: false, ids: Default::default() }
     }
 
     pub fn root(&self) -> &Path {
@@ -67,10 +69,16 @@ impl Tracefs {
 
     /// The perf id of trace event `category:name`.
     pub fn event_id(&self, category: &str, name: &str) -> Result<u64, LoadError> {
+        let key = format!("{category}:{name}");
+        if let Some(&(_, id)) = self.ids.lock().unwrap().iter().find(|(k, _)| *k == key) {
+            return Ok(id);
+        }
         let text = self.event_file(category, name, "id")?;
-        text.trim().parse().map_err(|_| {
+        let id = text.trim().parse().map_err(|_| {
             LoadError::Tracefs(format!("tracepoint {category}:{name}: bad id {:?}", text.trim()))
-        })
+        })?;
+        self.ids.lock().unwrap().push((key, id));
+        Ok(id)
     }
 
     /// Offset and size of a field of trace event `category:name`.

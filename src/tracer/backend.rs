@@ -17,6 +17,23 @@ use crate::loader::prog::{ATTACH_TRACE_FENTRY, ATTACH_TRACE_FEXIT, ATTACH_TRACE_
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, ProgType};
 
+/// Every BTF name a backend looks up, fetched in one pass over the types.
+pub const BTF_NAMES: &[(&str, BtfKind)] = &[
+    ("sock", BtfKind::Struct),
+    ("net", BtfKind::Struct),
+    ("inet_sock", BtfKind::Struct),
+    ("task_struct", BtfKind::Struct),
+    ("files_struct", BtfKind::Struct),
+    ("fdtable", BtfKind::Struct),
+    ("file", BtfKind::Struct),
+    ("socket", BtfKind::Struct),
+    ("pt_regs", BtfKind::Struct),
+    ("btf_trace_inet_sock_set_state", BtfKind::Typedef),
+    ("tcp_v4_connect", BtfKind::Func),
+    ("tcp_v6_connect", BtfKind::Func),
+    ("tcp_set_state", BtfKind::Func),
+];
+
 /// Where a program attaches.
 pub enum Hook {
     /// By BTF id through BPF_RAW_TRACEPOINT_OPEN (tp_btf, fentry, fexit).

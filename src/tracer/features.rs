@@ -6,7 +6,7 @@ use crate::asm::{Asm, Helper, Reg};
 use crate::btf::{Btf, Kind as BtfKind};
 use crate::loader::prog::{self, ProgSpec, ATTACH_TRACE_FENTRY, ATTACH_TRACE_RAW_TP};
 use crate::loader::tracefs::Tracefs;
-use crate::loader::{kprobe, verifier_reason, LoadError, Map, MapType, ProgType};
+use crate::loader::{kprobe, Map, MapType, ProgType};
 
 const NO_KERNEL_BTF: &str = "no kernel BTF (/sys/kernel/btf/vmlinux) to attach by BTF id";
 
@@ -29,13 +29,7 @@ fn try_load(
         insns: p.insns(),
         want_log: false,
     };
-    prog::load(&spec).map(drop).map_err(|e| match &e {
-        LoadError::Verifier { source, log, .. } => match verifier_reason(log) {
-            Some(reason) => format!("BPF_PROG_LOAD: {source}; verifier: {reason}"),
-            None => format!("BPF_PROG_LOAD: {source}"),
-        },
-        e => e.to_string(),
-    })
+    prog::try_load(&spec).map(drop).map_err(|e| format!("BPF_PROG_LOAD: {e}"))
 }
 
 /// fentry/fexit: load a trivial fentry program on `tcp_set_state`.
@@ -89,9 +83,8 @@ pub fn check(kind: Backend, btf: Option<&Btf>, tracefs: &Tracefs) -> Result<(), 
             Err("this kernel has no kprobes (no kprobe PMU and no kprobe_events; CONFIG_KPROBES off?)".into())
         }
         Backend::Kprobe => Ok(()),
-        Backend::Tracepoint | Backend::Auto => {
-            tp_btf(btf).map_err(|e| format!("BTF tracepoints are refused: {e}"))
-        }
+        // No trial load: loading the real program reports a refusal as well.
+        Backend::Tracepoint | Backend::Auto => btf.map(drop).ok_or_else(|| NO_KERNEL_BTF.to_string()),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::perf::{PerfError, PerfReader, Record, Wake};
 use event::Event;
 pub use probes::Filters;
 use std::fmt;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,7 +149,7 @@ pub struct Tracer {
     _perf_links: Vec<PerfLink>,
     _kprobes: Vec<Kprobe>,
     _bpf_links: Vec<BpfLink>,
-    _progs: Vec<Prog>,
+    progs: Vec<Prog>,
     conns: Map,
     _inflight: Option<Map>,
     reader: PerfReader,
@@ -184,6 +185,10 @@ impl Tracer {
         // running kernel's own, which differ when --btf names another file.
         let kernel_btf = if cfg.btf.is_some() { Btf::kernel().ok() } else { None };
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
+        btf.prefetch(backend::BTF_NAMES);
+        if let Some(k) = &kernel_btf {
+            k.prefetch(backend::BTF_NAMES);
+        }
         let t_btf = t0.elapsed();
         crate::loader::raise_memlock();
         // Privileges first: without them every later check fails for that reason.
@@ -271,7 +276,7 @@ impl Tracer {
             _perf_links: perf_links,
             _kprobes: kprobes,
             _bpf_links: bpf_links,
-            _progs: progs,
+            progs,
             conns,
             _inflight: inflight,
             reader,
@@ -315,6 +320,12 @@ impl Tracer {
 
     pub fn events_map(&self) -> &Map {
         &self.events
+    }
+
+    /// Each program's kernel run statistics (run_cnt and run_time_ns count
+    /// only while `kernel.bpf_stats_enabled` is 1).
+    pub fn prog_stats(&self) -> Vec<crate::loader::info::ProgInfo> {
+        self.progs.iter().filter_map(|p| crate::loader::info::prog_info(p.as_fd()).ok()).collect()
     }
 }
 

@@ -92,3 +92,23 @@ fn live_kernel_timing() {
         btf.type_count()
     );
 }
+
+#[test]
+fn live_prefetch_agrees_with_scans() {
+    let wanted = [
+        ("sock", Kind::Struct),
+        ("net", Kind::Struct),
+        ("tcp_set_state", Kind::Func),
+        ("btf_trace_inet_sock_set_state", Kind::Typedef),
+        ("no_such_type_tcpt", Kind::Struct),
+        ("sock", Kind::Union),
+    ];
+    let fresh = kernel();
+    let prefetched = kernel();
+    prefetched.prefetch(&wanted);
+    for (name, kind) in wanted {
+        assert_eq!(prefetched.find_all(name, kind), fresh.find_all(name, kind), "{name} {kind:?}");
+    }
+    assert_eq!(prefetched.find_all("sock", Kind::Struct).len(), 1);
+    assert!(prefetched.find_all("no_such_type_tcpt", Kind::Struct).is_empty());
+}
