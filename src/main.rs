@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use tcptracer::loader::LoadError;
 use tcptracer::tracer::output::{self, Format};
-use tcptracer::tracer::{Backend, Config, Error, Filters, Tracer};
+use tcptracer::tracer::{Backend, Config, Error, Filters, KernelLosses, Tracer};
 
 /// Trace TCP established connections: connect (C), accept (A) and close (X).
 #[derive(FromArgs)]
@@ -193,6 +193,21 @@ fn check(cfg: &Config) -> ! {
     std::process::exit(0)
 }
 
+/// Say on stderr what the kernel side lost since the last report.
+fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
+    let causes = [
+        (now.output_failed - before.output_failed, "events: BPF output failed"),
+        (now.untracked - before.untracked, "sockets untracked: map update failed"),
+        (now.recursion_misses - before.recursion_misses, "probe runs skipped by the kernel (recursion)"),
+        (now.kprobe_missed - before.kprobe_missed, "kprobe hits missed"),
+    ];
+    for (n, what) in causes {
+        if n > 0 {
+            eprintln!("Possibly lost {n} {what}");
+        }
+    }
+}
+
 fn main() {
     let args = parse_args();
     let cfg = config(&args);
@@ -218,6 +233,8 @@ fn main() {
     buf.clear();
 
     let mut lost_total = 0u64;
+    let mut kernel = tracer.kernel_losses();
+    let mut last_check = std::time::Instant::now();
     let mut batch = Vec::with_capacity(4096);
     // The rings wake us at their watermark; below it we poll: every 10 ms
     // while events flow, backing off to 100 ms when idle, so a trickle is
@@ -249,12 +266,29 @@ fn main() {
         if let Err(e) = r {
             eprintln!("tcptracer: {e}");
         }
+        if stopping || last_check.elapsed() >= std::time::Duration::from_secs(1) {
+            last_check = std::time::Instant::now();
+            let now = tracer.kernel_losses();
+            report_kernel_losses(&kernel, &now);
+            kernel = now;
+        }
         if stopping {
             break;
         }
     }
+    if lost_total + kernel.total() > 0 || cfg.debug {
+        eprintln!(
+            "tcptracer: lost {} events in all: {lost_total} in full perf rings, {} in the kernel \
+             (output failed {}, sockets untracked {}, probe runs skipped {}, kprobe hits missed {})",
+            lost_total + kernel.total(),
+            kernel.total(),
+            kernel.output_failed,
+            kernel.untracked,
+            kernel.recursion_misses,
+            kernel.kprobe_missed
+        );
+    }
     if cfg.debug {
-        eprintln!("lost {lost_total} events in all");
         for p in tracer.prog_stats() {
             let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };
             eprintln!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);

@@ -411,3 +411,28 @@ fn check_reports_features_and_auto_follows_them() {
     assert!(status.success());
     assert!(err.contains(&format!("backend {want};")), "{err}");
 }
+
+#[test]
+fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
+    use tcptracer::loader::Map;
+    let _g = serial();
+    let t = Tracer::start(&[]);
+    // Empty the perf event array: bpf_perf_event_output then fails (-ENOENT)
+    // in the kernel, where no perf LOST record can see it.
+    let id = map_ids_of(t.child.id(), 4).pop().expect("the tracer's perf event array");
+    let events = Map::from_id(id, 4, 4).unwrap();
+    for cpu in 0..tcptracer::perf::possible_cpu_count().unwrap() {
+        events.delete(&cpu.to_ne_bytes()).unwrap();
+    }
+    drop(events);
+    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    // Nothing may arrive; meanwhile the tracer checks its counters (every second).
+    let got = t.collect(0, Duration::from_millis(1300), |l| ports_match(l, f.client.port(), f.server.port()));
+    assert!(got.is_empty(), "events arrived through an empty perf event array: {got:?}");
+    let live = t.stderr();
+    assert!(live.contains("Possibly lost 4 events: BPF output failed"), "{live}");
+    let (status, err) = t.stop();
+    assert!(status.success());
+    assert!(err.contains("tcptracer: lost 4 events in all: 0 in full perf rings, 4 in the kernel"), "{err}");
+    assert_nothing_left();
+}

@@ -30,6 +30,8 @@ pub struct ProgInfo {
     /// `kernel.bpf_stats_enabled` is 1.
     pub run_time_ns: u64,
     pub run_cnt: u64,
+    /// Runs skipped because the program was already running on that CPU (5.12+).
+    pub recursion_misses: u64,
 }
 
 fn next_ids(cmd: Cmd) -> Result<Vec<u32>, LoadError> {
@@ -74,6 +76,7 @@ pub fn prog_info(fd: BorrowedFd) -> Result<ProgInfo, LoadError> {
         name: name_at(&buf, 64),
         run_time_ns: u64_at(&buf, 192),
         run_cnt: u64_at(&buf, 200),
+        recursion_misses: u64_at(&buf, 208),
     })
 }
 

@@ -138,6 +138,16 @@ impl Map {
         }
     }
 
+    /// Look a key up into a buffer of any size (per-CPU maps return one
+    /// 8-byte-aligned value per possible CPU); `Ok(false)` when absent.
+    pub fn lookup_raw(&self, key: &[u8], value: &mut [u8]) -> Result<bool, LoadError> {
+        match self.elem(Cmd::MapLookupElem, key, value.as_mut_ptr() as u64, 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(LoadError::call(format!("BPF_MAP_LOOKUP_ELEM {}", self.name), e)),
+        }
+    }
+
     /// Delete a key; `Ok(false)` when it was absent.
     pub fn delete(&self, key: &[u8]) -> Result<bool, LoadError> {
         match self.elem(Cmd::MapDeleteElem, key, 0, 0) {

@@ -24,6 +24,8 @@ mod root_tests;
 pub use cpus::{online_cpus, parse_cpu_list, possible_cpu_count};
 pub use error::PerfError;
 pub use reader::PerfReader;
+#[doc(hidden)]
+pub use ring::drain_buffer;
 
 /// One record taken from a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{DrainStats, Record};
+use super::{DrainStats, PerfError, Record};
 
 /// Offsets into `struct perf_event_mmap_page`.
 const DATA_HEAD: usize = 1024;
@@ -155,6 +155,37 @@ impl RingView {
             self.atomic(DATA_TAIL).store(new_tail, Ordering::Release);
         }
         (stats, corrupt)
+    }
+}
+
+/// Test/fuzz support: drain a ring laid out in `mem` like a perf mapping of
+/// `mem.len() * 8` bytes with pages of `page` bytes (metadata first:
+/// `data_head`/`data_tail`/`data_offset`/`data_size` at bytes 1024/1032/1040/1048),
+/// exactly as `PerfReader::drain` drains one mapped ring (errors as for CPU 0).
+/// The new `data_tail` is stored back into `mem`.
+#[doc(hidden)]
+pub fn drain_buffer(
+    mem: &mut [u64],
+    page: usize,
+    f: &mut dyn FnMut(Record<'_>),
+) -> Result<DrainStats, PerfError> {
+    let len = mem.len() * 8;
+    let (off, size) = (mem.get(DATA_OFFSET / 8).copied(), mem.get(DATA_SIZE / 8).copied());
+    let (off, size) = (off.unwrap_or(0), size.unwrap_or(0));
+    let (data_off, data_size) = data_layout(off, size, len, page).ok_or(PerfError::Layout {
+        cpu: 0,
+        data_offset: off,
+        data_size: size,
+    })?;
+    let meta = mem.as_mut_ptr().cast::<u8>();
+    // SAFETY: data_layout proved DATA_SIZE + 8 <= data_off and data_off + data_size <= len,
+    // so the metadata words and the 2^n-byte data area lie apart inside `mem`
+    // (8-aligned), which the exclusive borrow keeps alive for the whole drain.
+    let view = unsafe { RingView::new(meta, meta.add(data_off), data_size) };
+    let (stats, corrupt) = view.drain(&mut Vec::new(), f);
+    match corrupt {
+        Some(c) => Err(PerfError::Corrupt { cpu: 0, pos: c.pos, size: c.size, avail: c.avail }),
+        None => Ok(stats),
     }
 }
 

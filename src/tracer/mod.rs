@@ -143,15 +143,36 @@ pub const CONNS_MAX: u32 = 32768;
 /// Connect calls in flight between kprobe and kretprobe.
 pub const INFLIGHT_MAX: u32 = 4096;
 
+/// Events the kernel side lost, by cause (cumulative counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLosses {
+    /// `bpf_perf_event_output` failed (ring full or busy).
+    pub output_failed: u64,
+    /// A socket could not be recorded in `conns` (its C or softirq X is lost).
+    pub untracked: u64,
+    /// Program runs the kernel skipped (a probe fired inside a probe).
+    pub recursion_misses: u64,
+    /// kprobe hits missed (legacy tracefs kprobes only: `kprobe_profile`).
+    pub kprobe_missed: u64,
+}
+
+impl KernelLosses {
+    pub fn total(&self) -> u64 {
+        self.output_failed + self.untracked + self.recursion_misses + self.kprobe_missed
+    }
+}
+
 /// A running tracer. Dropping it detaches every probe and frees every map.
 pub struct Tracer {
     // Field order is drop order: links first, then programs, maps, reader.
     _perf_links: Vec<PerfLink>,
-    _kprobes: Vec<Kprobe>,
+    kprobes: Vec<Kprobe>,
     _bpf_links: Vec<BpfLink>,
     progs: Vec<Prog>,
     conns: Map,
     _inflight: Option<Map>,
+    stats: Map,
+    cpus: u32,
     reader: PerfReader,
     events: Map,
     pub backend: Backend,
@@ -202,6 +223,7 @@ impl Tracer {
         let cpus = crate::perf::possible_cpu_count()?;
         let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
         let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
+        let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
         let inflight = match kind {
             Backend::Kprobe => Some(Map::create(MapType::LruHash, "tcpt_inflight", 8, 8, INFLIGHT_MAX)?),
             _ => None,
@@ -215,6 +237,7 @@ impl Tracer {
                 events: events.raw_fd(),
                 conns: conns.raw_fd(),
                 inflight: inflight.as_ref().map(Map::raw_fd),
+                stats: stats.raw_fd(),
             },
         };
         let probes = backend::build(kind, &cx)?;
@@ -274,11 +297,13 @@ impl Tracer {
         });
         Ok(Tracer {
             _perf_links: perf_links,
-            _kprobes: kprobes,
+            kprobes,
             _bpf_links: bpf_links,
             progs,
             conns,
             _inflight: inflight,
+            stats,
+            cpus,
             reader,
             events,
             backend: kind,
@@ -320,6 +345,23 @@ impl Tracer {
 
     pub fn events_map(&self) -> &Map {
         &self.events
+    }
+
+    /// What the kernel side lost so far (cumulative).
+    pub fn kernel_losses(&self) -> KernelLosses {
+        let mut out = KernelLosses::default();
+        let mut buf = vec![0u8; 8 * self.cpus as usize];
+        for (slot, field) in [
+            (probes::STAT_OUTPUT_FAILED, &mut out.output_failed),
+            (probes::STAT_CONN_UPDATE_FAILED, &mut out.untracked),
+        ] {
+            if self.stats.lookup_raw(&(slot as u32).to_ne_bytes(), &mut buf).unwrap_or(false) {
+                *field = buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).sum();
+            }
+        }
+        out.recursion_misses = self.prog_stats().iter().map(|p| p.recursion_misses).sum();
+        out.kprobe_missed = kprobe::missed(&self.kprobes);
+        out
     }
 
     /// Each program's kernel run statistics (run_cnt and run_time_ns count

@@ -363,6 +363,21 @@ pub fn flow_lines(f: &Flow, ip: u8, pid: u32) -> Vec<String> {
     ]
 }
 
+/// Ids of the tracer's maps of this type (from /proc/PID/fdinfo).
+pub fn map_ids_of(tracer_pid: u32, map_type: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{tracer_pid}/fdinfo")).unwrap() {
+        let Ok(text) = std::fs::read_to_string(e.unwrap().path()) else { continue };
+        let field = |k: &str| {
+            text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u32>().unwrap_or(0)))
+        };
+        if field("map_type:") == Some(map_type) {
+            ids.push(field("map_id:").unwrap());
+        }
+    }
+    ids
+}
+
 /// Entries in the tracer's `tcpt_conns` map whose owner is `pid`, found
 /// through the tracer's fds (/proc/PID/fdinfo lists each map's id).
 pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {

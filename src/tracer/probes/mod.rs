@@ -33,6 +33,11 @@ pub const KIND_CLOSE: i32 = 3;
 /// `conns` value: {u64 pid_tgid; char comm[16]}.
 pub const CONN_VALUE_SIZE: u32 = 24;
 
+/// Slots of the per-CPU `stats` array: failures counted in the kernel.
+pub const STAT_OUTPUT_FAILED: i32 = 0;
+pub const STAT_CONN_UPDATE_FAILED: i32 = 1;
+pub const STATS: u32 = 2;
+
 // TCP states (include/net/tcp_states.h).
 const ESTABLISHED: i32 = 1;
 const SYN_SENT: i32 = 2;
@@ -66,6 +71,8 @@ pub struct MapFds {
     pub conns: i32,
     /// pid_tgid → sk between kprobe entry and return (kprobe backend only).
     pub inflight: Option<i32>,
+    /// Per-CPU u64 counters, indexed by the `STAT_*` slots.
+    pub stats: i32,
 }
 
 /// How a program reads kernel memory: direct loads through BTF-typed
@@ -213,6 +220,27 @@ fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg) {
     a.mov64_imm(Reg::R2, 16);
     a.call(Helper::GetCurrentComm);
     conns_call(a, maps, Helper::MapUpdateElem);
+    count_failure(a, maps, STAT_CONN_UPDATE_FAILED);
+}
+
+/// If the helper just called failed (r0 < 0), add one to `stats[slot]`.
+/// A full perf ring (-ENOSPC) is not counted: perf reports it itself in a
+/// LOST record. Uses the KEY stack slot.
+fn count_failure(a: &mut Asm, maps: &MapFds, slot: i32) {
+    let done = a.label();
+    a.jmp_imm(Jmp::Sge, Reg::R0, 0, done);
+    if slot == STAT_OUTPUT_FAILED {
+        a.jmp_imm(Jmp::Eq, Reg::R0, -libc::ENOSPC, done);
+    }
+    a.st(Size::W, Reg::R10, KEY, slot);
+    a.ld_map_fd(Reg::R1, maps.stats);
+    stack_ptr(a, Reg::R2, KEY);
+    a.call(Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, done);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
+    a.alu64_imm(Alu::Add, Reg::R1, 1);
+    a.stx(Size::DW, Reg::R0, 0, Reg::R1);
+    a.bind(done);
 }
 
 /// Go to `out` unless the tgid in the upper half of `reg` is the filtered pid.
@@ -304,6 +332,7 @@ fn emit_event(a: &mut Asm, so: &SockOffsets, mem: Mem, sport: Sport, f: &Filters
     stack_ptr(a, Reg::R4, EV);
     a.mov64_imm(Reg::R5, EVENT_SIZE as i32);
     a.call(Helper::PerfEventOutput);
+    count_failure(a, maps, STAT_OUTPUT_FAILED);
     a.ja(out);
 }
 
@@ -339,7 +368,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub const MAPS: MapFds = MapFds { events: 5, conns: 6, inflight: Some(7) };
+    pub const MAPS: MapFds = MapFds { events: 5, conns: 6, inflight: Some(7), stats: 8 };
 
     const HOOKS: [StateHook; 3] =
         [StateHook::TpBtf, StateHook::Fentry, StateHook::Kprobe { arg0: 112, arg1: 104 }];
@@ -394,6 +423,20 @@ pub(crate) mod tests {
         }
         let tp = state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap().to_string();
         assert!(tp.contains("(r7 +16)"), "tp_btf reads skc_family directly:\n{tp}");
+    }
+
+    #[test]
+    fn output_failures_are_counted() {
+        // After perf_event_output: `if r0 s>= 0 goto done`, then stats[0] += 1.
+        let text =
+            state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap().to_string();
+        let after = text.split("call bpf_perf_event_output#25").nth(1).unwrap();
+        let lines: Vec<&str> =
+            after.lines().skip(1).take(6).map(|l| l.split(": ").nth(1).unwrap_or(l)).collect();
+        assert_eq!(lines[0].split(" goto").next().unwrap(), "if r0 s>= 0x0", "{after}");
+        assert_eq!(lines[1].split(" goto").next().unwrap(), "if r0 == 0xffffffe4", "{after}");
+        assert_eq!(lines[2], "*(u32 *)(r10 -88) = 0", "{after}");
+        assert_eq!(lines[3], "r1 = map_fd(8) ll", "{after}");
     }
 
     #[test]
