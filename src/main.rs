@@ -127,6 +127,29 @@ fn config(args: &Args) -> Config {
     }
 }
 
+/// The capabilities tracing needs that this process lacks (empty: none).
+/// CAP_SYS_ADMIN covers both, as it does on kernels before 5.8.
+fn missing_caps() -> Vec<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(eff) = status.lines().find_map(|l| l.strip_prefix("CapEff:")) else { return Vec::new() };
+    let Ok(eff) = u64::from_str_radix(eff.trim(), 16) else { return Vec::new() };
+    missing_from(eff)
+}
+
+fn missing_from(eff: u64) -> Vec<&'static str> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    if eff & (1 << CAP_SYS_ADMIN) != 0 {
+        return Vec::new();
+    }
+    [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
 fn start_error(e: Error, debug: bool) -> ! {
     if let Error::Load { source, disasm } = &e {
         if debug {
@@ -151,6 +174,10 @@ fn start_error(e: Error, debug: bool) -> ! {
     let root = unsafe { libc::geteuid() } == 0;
     if !root && (tracefs || matches!(errno, Some(libc::EPERM) | Some(libc::EACCES))) {
         msg.push_str("; run tcptracer as root (it needs CAP_BPF, CAP_PERFMON and tracefs)");
+    } else if matches!(errno, Some(libc::EPERM)) && !verifier {
+        msg.push_str(
+            "; RLIMIT_MEMLOCK may be too low (kernels before 5.11): ulimit -l unlimited, or CAP_SYS_RESOURCE",
+        );
     } else if verifier && !debug {
         msg.push_str(" (--debug shows the verifier log and the program)");
     }
@@ -208,11 +235,31 @@ fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn capabilities() {
+        let bit = |b: u32| 1u64 << b;
+        assert!(super::missing_from(bit(21)).is_empty());
+        assert!(super::missing_from(bit(38) | bit(39)).is_empty());
+        assert_eq!(super::missing_from(bit(39)), vec!["CAP_PERFMON"]);
+        assert_eq!(super::missing_from(bit(38)), vec!["CAP_BPF"]);
+        assert_eq!(super::missing_from(0), vec!["CAP_BPF", "CAP_PERFMON"]);
+    }
+}
+
 fn main() {
     let args = parse_args();
     let cfg = config(&args);
     if args.check {
         check(&cfg);
+    }
+    let missing = missing_caps();
+    if !missing.is_empty() {
+        die(format!(
+            "missing capability {}: run tcptracer as root, or grant CAP_BPF and CAP_PERFMON",
+            missing.join(" and ")
+        ));
     }
     let wake = install_signals();
     let mut tracer = match Tracer::start(&cfg) {

@@ -77,6 +77,53 @@ fn help_goes_to_stdout_with_status_0() {
     }
 }
 
+/// Run the tracer for a second with only these capabilities (as uid 0
+/// unless `nobody`), in a private mount namespace, with or without tracefs.
+fn run_with_caps(caps: &str, nobody: bool, no_tracefs: bool) -> (i32, String) {
+    let set = if caps.is_empty() { "-all".to_string() } else { format!("-all,{caps}") };
+    let mut script = String::new();
+    if no_tracefs {
+        script.push_str(
+            "for m in $(grep -w tracefs /proc/self/mountinfo | cut -d' ' -f5); do umount -l $m; done; ",
+        );
+    } else {
+        script.push_str(
+            "grep -qw tracefs /proc/self/mountinfo || mount -t tracefs nodev /sys/kernel/tracing; ",
+        );
+    }
+    let user = if nobody { "--reuid=65534 --regid=65534 --clear-groups" } else { "" };
+    script.push_str(&format!(
+        "exec timeout --preserve-status -s INT 1 setpriv {user} --bounding-set={set} --inh-caps={set} --ambient-caps={set} {}",
+        bin()
+    ));
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn capabilities_are_checked_and_named() {
+    require_root();
+    // (capabilities, as nobody, without tracefs, expected status, expected stderr piece)
+    let cases: &[(&str, bool, bool, i32, &str)] = &[
+        ("+bpf,+perfmon", false, false, 0, ""),
+        ("+sys_admin", false, false, 0, ""),
+        ("+bpf", false, false, 1, "missing capability CAP_PERFMON"),
+        ("+perfmon", false, false, 1, "missing capability CAP_BPF"),
+        ("", false, false, 1, "missing capability CAP_BPF and CAP_PERFMON"),
+        ("", true, false, 1, "missing capability CAP_BPF and CAP_PERFMON"),
+        ("+bpf,+perfmon", false, true, 1, "mounting needs CAP_SYS_ADMIN"),
+    ];
+    for &(caps, nobody, no_tracefs, code, want) in cases {
+        let (got, err) = run_with_caps(caps, nobody, no_tracefs);
+        assert_eq!(got, code, "caps {caps:?} nobody {nobody} no_tracefs {no_tracefs}: {err}");
+        assert!(err.contains(want), "caps {caps:?}: {err:?} lacks {want:?}");
+        assert!(err.lines().count() <= 1, "{err}");
+    }
+}
+
 #[test]
 fn without_privileges_says_to_run_as_root() {
     require_root(); // to drop privileges we must have them

@@ -436,3 +436,32 @@ fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
     assert!(err.contains("tcptracer: lost 4 events in all: 0 in full perf rings, 4 in the kernel"), "{err}");
     assert_nothing_left();
 }
+
+#[test]
+fn sighup_exits_zero_and_leaves_nothing() {
+    let _g = serial();
+    let mut t = Tracer::start(&[]);
+    t.signal(libc::SIGHUP);
+    let st = wait_timeout(&mut t.child, Duration::from_secs(5)).expect("exit after SIGHUP");
+    assert!(st.success(), "{st:?}");
+    assert_nothing_left();
+}
+
+#[test]
+fn kill_9_then_a_new_start_leaves_nothing() {
+    let _g = serial();
+    let mut t = Tracer::start(&[]);
+    let dead = t.child.id();
+    t.signal(libc::SIGKILL);
+    wait_timeout(&mut t.child, Duration::from_secs(5)).expect("killed");
+    // The kernel frees fds (programs, maps, perf events) with the process;
+    // legacy kprobe events outlive it: the next start removes them.
+    let t2 = Tracer::start(&[]);
+    let stale = format!("tcptracer/tcpt_{dead}_");
+    let events = std::fs::read_to_string("/sys/kernel/tracing/kprobe_events").unwrap_or_default();
+    assert!(!events.contains(&stale), "kprobe events of the killed tracer remain:\n{events}");
+    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    let got = t2.collect(4, GRACE, |l| ports_match(l, f.client.port(), f.server.port()));
+    assert_eq!(sorted(got), sorted(flow_lines(&f, 4, pid())));
+    t2.stop_clean();
+}

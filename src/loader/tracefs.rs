@@ -43,7 +43,7 @@ impl Tracefs {
             let e = std::io::Error::last_os_error();
             return Err(LoadError::Tracefs(format!(
                 "tracefs is not mounted and mounting it at {DEFAULT} failed: {e} \
-                 (mount it with: mount -t tracefs nodev {DEFAULT})"
+                 (mounting needs CAP_SYS_ADMIN; or mount it first: mount -t tracefs nodev {DEFAULT})"
             )));
         }
         Ok(Tracefs { root: PathBuf::from(DEFAULT), mounted_by_us: true, ids: Default::default() })
