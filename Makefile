@@ -9,7 +9,7 @@ KERNEL   ?=
 BACKENDS ?= tracepoint kprobe kprobe-tracefs fentry
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build run static test unit vmtest vmkernels clean
+.PHONY: all build run static test unit vmtest vmkernels bench clean
 
 all: build
 
@@ -43,5 +43,26 @@ vmtest:
 vmkernels:
 	vm/kernels.sh $(KERNEL)
 
+# The benchmark (not part of `make test`): overhead vs. no tracer and vs. bpftrace,
+# zero-loss drain rate, start-up, memory, BPF and reader cost; writes bench/results.md.
+# BENCH_ROUNDS=1 BENCH_SECONDS=2 for a quick run; TCPTRACER_BIN=path tests another binary.
+BENCH_ROUNDS  ?= 5
+BENCH_SECONDS ?= 5
+TCPTRACER_BIN ?= $(abspath $(STATIC))
+bench: static
+	$(CARGO) build --release --example loadgen --example bench
+	$(SUDO) env BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_SECONDS=$(BENCH_SECONDS) TCPTRACER_BIN=$(TCPTRACER_BIN) \
+		./target/release/examples/bench
+
 clean:
 	$(CARGO) clean
+
+# Fuzzing (not part of `make test`; needs cargo-fuzz and a nightly toolchain): each
+# target of fuzz/ for FUZZ_SECONDS (FUZZ_TARGETS="btf_parse perf_ring" for some),
+# then per target execs, seconds and crashed or not. Corpora live in
+# ~/.cache/tcptracer-fuzz; crash inputs, once fixed, go to tests/fuzz_regressions/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+.PHONY: fuzz
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)

@@ -235,19 +235,6 @@ fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn capabilities() {
-        let bit = |b: u32| 1u64 << b;
-        assert!(super::missing_from(bit(21)).is_empty());
-        assert!(super::missing_from(bit(38) | bit(39)).is_empty());
-        assert_eq!(super::missing_from(bit(39)), vec!["CAP_PERFMON"]);
-        assert_eq!(super::missing_from(bit(38)), vec!["CAP_BPF"]);
-        assert_eq!(super::missing_from(0), vec!["CAP_BPF", "CAP_PERFMON"]);
-    }
-}
-
 fn main() {
     let args = parse_args();
     let cfg = config(&args);
@@ -345,5 +332,18 @@ fn main() {
     drop(tracer);
     if cfg.debug {
         eprintln!("detach and free: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn capabilities() {
+        let bit = |b: u32| 1u64 << b;
+        assert!(super::missing_from(bit(21)).is_empty());
+        assert!(super::missing_from(bit(38) | bit(39)).is_empty());
+        assert_eq!(super::missing_from(bit(39)), vec!["CAP_PERFMON"]);
+        assert_eq!(super::missing_from(bit(38)), vec!["CAP_BPF"]);
+        assert_eq!(super::missing_from(0), vec!["CAP_BPF", "CAP_PERFMON"]);
     }
 }

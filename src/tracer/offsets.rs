@@ -60,6 +60,8 @@ pub struct SockOffsets {
     pub protocol: Field,
     /// `sock.sk_lock.owned`: non-zero while a task holds the socket lock.
     pub lock_owned: u32,
+    /// `sock.sk_socket`: NULL while a connection waits in an accept queue.
+    pub sk_socket: u32,
     /// `inet_sock.inet_sport` (network order). Unlike `skc_num`, which
     /// `inet_put_port()` zeroes before the state moves to CLOSE, it stays set.
     pub inet_sport: u32,
@@ -113,18 +115,27 @@ impl SockOffsets {
             protocol,
             lock_owned: plain(btf, "sock.sk_lock.owned", &[4])?,
             inet_sport: plain(btf, "inet_sock.inet_sport", &[2])?,
+            sk_socket: plain(btf, "sock.sk_socket", &[8])?,
         })
     }
 
     /// The byte range of `struct sock_common` the event needs, so a
     /// probe-read backend can copy it with one call.
     pub fn common_span(&self) -> (u32, u32) {
-        let mut lo = self.daddr.min(self.rcv_saddr).min(self.dport).min(self.num).min(self.family);
-        let mut hi = [(self.daddr, 4), (self.rcv_saddr, 4), (self.dport, 2), (self.num, 2), (self.family, 2)]
-            .iter()
-            .map(|(o, s)| o + s)
-            .max()
-            .unwrap();
+        let mut lo =
+            self.daddr.min(self.rcv_saddr).min(self.dport).min(self.num).min(self.family).min(self.state);
+        let mut hi = [
+            (self.daddr, 4),
+            (self.rcv_saddr, 4),
+            (self.dport, 2),
+            (self.num, 2),
+            (self.family, 2),
+            (self.state, 1),
+        ]
+        .iter()
+        .map(|(o, s)| o + s)
+        .max()
+        .unwrap();
         let mut extend = |o: u32, s: u32| {
             lo = lo.min(o);
             hi = hi.max(o + s);

@@ -252,10 +252,10 @@ fn pid_filter(a: &mut Asm, reg: Reg, f: &Filters, out: Label) {
     }
 }
 
-/// Shared tail: fill the event's tuple from the sock in r7, kind in r8
-/// (pid, tid and comm already in place), apply the netns filter, output.
-fn emit_event(a: &mut Asm, so: &SockOffsets, mem: Mem, sport: Sport, f: &Filters, maps: &MapFds, out: Label) {
-    let acc = match mem {
+/// How emit_event will read sock_common: in place, or (probe-read
+/// backends) from one copy to the stack made here.
+fn sock_access(a: &mut Asm, so: &SockOffsets, mem: Mem, out: Label) -> Access {
+    match mem {
         Mem::Direct => Access::Direct,
         Mem::Probe => {
             let (lo, hi) = so.common_span();
@@ -264,7 +264,20 @@ fn emit_event(a: &mut Asm, so: &SockOffsets, mem: Mem, sport: Sport, f: &Filters
             probe_read(a, acc.base(), (hi - lo) as i32, Reg::R7, lo, out);
             acc
         }
-    };
+    }
+}
+
+/// Shared tail: fill the event's tuple from the sock in r7, kind in r8
+/// (pid, tid and comm already in place), apply the netns filter, output.
+fn emit_event(
+    a: &mut Asm,
+    so: &SockOffsets,
+    acc: Access,
+    sport: Sport,
+    f: &Filters,
+    maps: &MapFds,
+    out: Label,
+) {
     let (v4, ports) = (a.label(), a.label());
     for o in (off::KIND..EVENT_SIZE as i16).step_by(8) {
         a.st(Size::DW, Reg::R10, EV + o, 0);
@@ -354,6 +367,7 @@ pub(crate) mod tests {
             protocol: Field { off: 516, size: 2, bits: None },
             lock_owned: 140,
             inet_sport: 814,
+            sk_socket: 272,
         }
     }
 

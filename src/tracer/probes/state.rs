@@ -119,6 +119,12 @@ pub fn state_program(
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.ja(emit_close);
     a.bind(unknown);
+    // No owner and no `struct socket`: a connection reset (or dropped with
+    // its listener) while it waited in an accept queue. Nobody accepted it,
+    // so it gets no A and no X. (Owned sockets that predate tracing have one.)
+    let sk_socket = Field { off: so.sk_socket, size: 8, bits: None };
+    read_sk(&mut a, mem, Reg::R1, sk_socket, out);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
     a.st(Size::DW, Reg::R10, EV + off::PID, 0);
     a.st(Size::DW, Reg::R10, EV + off::COMM, 0);
     a.st(Size::DW, Reg::R10, EV + off::COMM + 8, 0);
@@ -133,7 +139,8 @@ pub fn state_program(
     // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE; the
     // function-entry hooks run before it.
     let sport = if hook == StateHook::TpBtf { Sport::InetSport } else { Sport::Num };
-    emit_event(&mut a, so, mem, sport, f, maps, out);
+    let acc = sock_access(&mut a, so, mem, out);
+    emit_event(&mut a, so, acc, sport, f, maps, out);
     a.bind(out);
     exit0(&mut a);
     a.finish()
