@@ -225,12 +225,18 @@ fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
     let causes = [
         (now.output_failed - before.output_failed, "events: BPF output failed"),
         (now.untracked - before.untracked, "sockets untracked: map update failed"),
-        (now.recursion_misses - before.recursion_misses, "probe runs skipped by the kernel (recursion)"),
-        (now.kprobe_missed - before.kprobe_missed, "kprobe hits missed"),
     ];
     for (n, what) in causes {
         if n > 0 {
             eprintln!("Possibly lost {n} {what}");
+        }
+    }
+    for (n, what) in [
+        (now.recursion_misses - before.recursion_misses, "probe runs (it fired inside itself)"),
+        (now.kprobe_missed - before.kprobe_missed, "kprobe hits (kprobe_profile)"),
+    ] {
+        if n > 0 {
+            eprintln!("Note: the kernel skipped {n} {what}; an event may be missing");
         }
     }
 }
@@ -313,7 +319,7 @@ fn main() {
     if lost_total + kernel.total() > 0 || cfg.debug {
         eprintln!(
             "tcptracer: lost {} events in all: {lost_total} in full perf rings, {} in the kernel \
-             (output failed {}, sockets untracked {}, probe runs skipped {}, kprobe hits missed {})",
+             (output failed {}, sockets untracked {}); skipped by the kernel: {} probe runs, {} kprobe hits",
             lost_total + kernel.total(),
             kernel.total(),
             kernel.output_failed,

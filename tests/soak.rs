@@ -176,7 +176,9 @@ fn a_million_attempts_with_churn_stay_exact_bounded_and_flat() {
         ATTEMPTS,
         ATTEMPTS as f64 / secs
     );
-    let err = t.stderr();
+    // Notes of probe runs the kernel skipped are allowed: the counts below
+    // show whether any of them cost an event.
+    let err: String = t.stderr().lines().filter(|l| !l.starts_with("Note: the kernel skipped")).collect();
     assert_eq!(err, "", "the tracer reported losses or errors");
     let (c, a, x) = (kinds.get(&'C').copied(), kinds.get(&'A').copied(), kinds.get(&'X').copied());
     let (c, a, x) = (c.unwrap_or(0), a.unwrap_or(0), x.unwrap_or(0));

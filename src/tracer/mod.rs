@@ -150,15 +150,20 @@ pub struct KernelLosses {
     pub output_failed: u64,
     /// A socket could not be recorded in `conns` (its C or softirq X is lost).
     pub untracked: u64,
-    /// Program runs the kernel skipped (a probe fired inside a probe).
+    /// Program runs the kernel skipped (the probe fired again on a CPU where
+    /// it was running, e.g. from a softirq). Not counted as lost events:
+    /// most runs are state changes that emit nothing.
     pub recursion_misses: u64,
-    /// kprobe hits missed (legacy tracefs kprobes only: `kprobe_profile`).
+    /// kprobe hits the kernel skipped (legacy tracefs kprobes only:
+    /// `kprobe_profile`). Not counted as lost events: most hits are state
+    /// changes that emit nothing.
     pub kprobe_missed: u64,
 }
 
 impl KernelLosses {
+    /// Events known to be lost in the kernel.
     pub fn total(&self) -> u64 {
-        self.output_failed + self.untracked + self.recursion_misses + self.kprobe_missed
+        self.output_failed + self.untracked
     }
 }
 

@@ -181,6 +181,9 @@ impl Tracer {
     pub fn stop_clean(self) {
         let (status, err) = self.stop();
         assert!(status.success(), "exit status {status:?}, stderr: {err}");
+        // Legacy kprobes report hits the kernel skipped (kprobe_profile); the
+        // tests' exact lines show whether any of them cost an event.
+        let err: String = err.lines().filter(|l| !l.starts_with("Note: the kernel skipped")).collect();
         assert_eq!(err, "", "stderr should be empty");
         assert_nothing_left();
     }
