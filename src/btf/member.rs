@@ -141,7 +141,7 @@ impl Btf {
     /// `MAX_ANON_DEPTH` levels down).
     fn find_member(&self, ty: TypeId, name: &str) -> Result<Option<Hit>, BtfError> {
         let mut queue = VecDeque::from([(ty, 0u64, 0usize)]);
-        let mut visited = vec![ty];
+        let mut visited = std::collections::HashSet::from([ty]);
         while let Some((t, base, depth)) = queue.pop_front() {
             let raw = self.raw(t)?;
             let kflag = raw.kflag();
@@ -152,8 +152,7 @@ impl Btf {
                 if name_off == 0 {
                     let inner = self.skip_mods(mtype)?;
                     let composite = matches!(self.kind(inner)?, Kind::Struct | Kind::Union);
-                    if composite && depth < MAX_ANON_DEPTH && !visited.contains(&inner) {
-                        visited.push(inner);
+                    if composite && depth < MAX_ANON_DEPTH && visited.insert(inner) {
                         queue.push_back((inner, bit_offset, depth + 1));
                     }
                 } else if self.name_is(name_off, name.as_bytes()) {
