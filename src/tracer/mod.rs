@@ -78,7 +78,7 @@ impl Default for Config {
             backend: Backend::Auto,
             btf: None,
             debug: false,
-            ring_pages: 512,
+            ring_pages: 256,
             watermark: 16 * 1024,
             kprobe_tracefs: false,
         }
