@@ -4,7 +4,8 @@
 //! here). None may panic: the parsers must return errors, and the targets'
 //! invariant checks must hold.
 
-#[path = "../fuzz/src/encoder.rs"]
+#[path = "../src/btf/tests/encoder.rs"]
+#[allow(dead_code, clippy::new_without_default)]
 mod encoder;
 #[path = "../fuzz/src/targets.rs"]
 mod targets;

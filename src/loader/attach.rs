@@ -51,6 +51,12 @@ impl PerfLink {
 /// Attach `prog` (type TRACEPOINT) to the trace event `category:name`.
 pub fn tracepoint(tracefs: &Tracefs, prog: &Prog, category: &str, name: &str) -> Result<PerfLink, LoadError> {
     let id = tracefs.event_id(category, name)?;
+    trace_event(id, prog, format!("tracepoint {category}:{name}"))
+}
+
+/// Open a perf event for trace event `id` (a tracepoint, or a kprobe made
+/// through tracefs) on all CPUs and attach `prog` to it.
+pub(crate) fn trace_event(id: u64, prog: &Prog, what: String) -> Result<PerfLink, LoadError> {
     let attr = PerfEventAttr {
         type_: sys::PERF_TYPE_TRACEPOINT,
         size: std::mem::size_of::<PerfEventAttr>() as u32,
@@ -59,7 +65,6 @@ pub fn tracepoint(tracefs: &Tracefs, prog: &Prog, category: &str, name: &str) ->
         wakeup: 1,
         ..Default::default()
     };
-    let what = format!("tracepoint {category}:{name}");
     let fd = sys::perf_event_open(&attr, -1, 0)
         .map_err(|e| LoadError::call(format!("perf_event_open({what})"), e))?;
     PerfLink::attach(fd, prog, what)

@@ -1,17 +1,10 @@
 //! What the kernel has loaded: program and map ids, names and run stats
 //! (BPF_*_GET_NEXT_ID, *_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD). Needs root.
 
+use super::map::IdAttr;
 use super::sys::{self, Cmd};
 use super::LoadError;
 use std::os::fd::{AsRawFd, BorrowedFd};
-
-#[repr(C)]
-#[derive(Default)]
-struct IdAttr {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
-}
 
 #[repr(C)]
 #[derive(Default)]

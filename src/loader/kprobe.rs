@@ -121,17 +121,7 @@ fn attach_legacy(prog: &Prog, symbol: &str, ret: bool, tracefs: &Arc<Tracefs>) -
     // From here on the event exists: the guard removes it on any error.
     let mut probe = Kprobe { link: None, legacy: Some((tracefs.clone(), name.clone())) };
     let id = tracefs.event_id(GROUP, &name)?;
-    let attr = PerfEventAttr {
-        type_: sys::PERF_TYPE_TRACEPOINT,
-        size: std::mem::size_of::<PerfEventAttr>() as u32,
-        config: id,
-        sample_period: 1,
-        wakeup: 1,
-        ..Default::default()
-    };
-    let fd = sys::perf_event_open(&attr, -1, 0)
-        .map_err(|e| LoadError::call(format!("perf_event_open({w})"), e))?;
-    probe.link = Some(PerfLink::attach(fd, prog, w)?);
+    probe.link = Some(super::attach::trace_event(id, prog, w)?);
     Ok(probe)
 }
 

@@ -51,10 +51,10 @@ struct ElemAttr {
 /// `union bpf_attr` for the *_GET_FD_BY_ID / *_GET_NEXT_ID commands.
 #[repr(C)]
 #[derive(Default)]
-struct IdAttr {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
+pub(crate) struct IdAttr {
+    pub id: u32,
+    pub next_id: u32,
+    pub open_flags: u32,
 }
 
 pub const BPF_ANY: u64 = 0;

@@ -366,38 +366,35 @@ pub fn flow_lines(f: &Flow, ip: u8, pid: u32) -> Vec<String> {
     ]
 }
 
-/// Ids of the tracer's maps of this type (from /proc/PID/fdinfo).
-pub fn map_ids_of(tracer_pid: u32, map_type: u32) -> Vec<u32> {
-    let mut ids = Vec::new();
+/// The tracer's BPF maps as (map_type, key_size, value_size, map_id), from
+/// /proc/PID/fdinfo.
+fn maps_of(tracer_pid: u32) -> Vec<(u32, u32, u32, u32)> {
+    let mut maps = Vec::new();
     for e in std::fs::read_dir(format!("/proc/{tracer_pid}/fdinfo")).unwrap() {
         let Ok(text) = std::fs::read_to_string(e.unwrap().path()) else { continue };
         let field = |k: &str| {
             text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u32>().unwrap_or(0)))
         };
-        if field("map_type:") == Some(map_type) {
-            ids.push(field("map_id:").unwrap());
+        if let (Some(t), Some(k), Some(v), Some(id)) =
+            (field("map_type:"), field("key_size:"), field("value_size:"), field("map_id:"))
+        {
+            maps.push((t, k, v, id));
         }
     }
-    ids
+    maps
 }
 
-/// Entries in the tracer's `tcpt_conns` map whose owner is `pid`, found
-/// through the tracer's fds (/proc/PID/fdinfo lists each map's id).
+/// Ids of the tracer's maps of this type.
+pub fn map_ids_of(tracer_pid: u32, map_type: u32) -> Vec<u32> {
+    maps_of(tracer_pid).into_iter().filter(|m| m.0 == map_type).map(|m| m.3).collect()
+}
+
+/// Entries in the tracer's `tcpt_conns` map whose owner is `pid`.
 pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {
     use tcptracer::loader::Map;
-    let dir = format!("/proc/{tracer_pid}/fdinfo");
-    let mut ids = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let Ok(text) = std::fs::read_to_string(e.unwrap().path()) else { continue };
-        let field = |k: &str| {
-            text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u32>().unwrap_or(0)))
-        };
-        // LRU hash (9) with 8-byte keys and 24-byte values: tcpt_conns.
-        if field("map_type:") == Some(9) && field("key_size:") == Some(8) && field("value_size:") == Some(24)
-        {
-            ids.push(field("map_id:").unwrap());
-        }
-    }
+    // LRU hash (9) with 8-byte keys and 24-byte values: tcpt_conns.
+    let ids: Vec<u32> =
+        maps_of(tracer_pid).into_iter().filter(|m| (m.0, m.1, m.2) == (9, 8, 24)).map(|m| m.3).collect();
     assert_eq!(ids.len(), 1, "expected one conns map among the tracer's fds");
     let map = Map::from_id(ids[0], 8, 24).unwrap();
     let mut n = 0;

@@ -1,8 +1,9 @@
 //! Test-side BTF encoder: emits header + types + strings in host byte order.
+//! Self-contained: the fuzz package and its regression test include it too.
 
 use std::collections::HashMap;
 
-use crate::btf::TypeId;
+pub type TypeId = u32;
 
 pub struct Builder {
     types: Vec<u8>,
