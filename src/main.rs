@@ -34,6 +34,25 @@ struct Args {
     debug: bool,
 }
 
+/// Output is written in chunks of this size (and once per drain).
+const OUT_CHUNK: usize = 1 << 16;
+/// Events sorted and printed together: a drain of two full rings is cut
+/// into batches of this size, so memory stays flat under any load.
+const BATCH_MAX: usize = 4096;
+
+/// Put a batch in time order (the rings are per CPU) and format it,
+/// writing whenever a chunk of output is ready.
+fn print_batch(batch: &mut Vec<tcptracer::tracer::event::Event>, buf: &mut Vec<u8>, fmt: &Format) {
+    batch.sort_by_key(|e| e.ts_ns);
+    for e in batch.drain(..) {
+        output::row(buf, fmt, &e);
+        if buf.len() >= OUT_CHUNK {
+            write_out(buf);
+            buf.clear();
+        }
+    }
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -265,7 +284,7 @@ fn main() {
         }
     }
     let fmt = Format::new(args.verbose, args.netns.is_some());
-    let mut buf = Vec::with_capacity(1 << 16);
+    let mut buf = Vec::with_capacity(OUT_CHUNK + 512);
     buf.extend_from_slice(output::BANNER.as_bytes());
     buf.push(b'\n');
     buf.extend_from_slice(output::header(&fmt).as_bytes());
@@ -275,7 +294,7 @@ fn main() {
     let mut lost_total = 0u64;
     let mut kernel = tracer.kernel_losses();
     let mut last_check = std::time::Instant::now();
-    let mut batch = Vec::with_capacity(4096);
+    let mut batch = Vec::with_capacity(BATCH_MAX);
     // The rings wake us at their watermark; below it we poll: every 10 ms
     // while events flow, backing off to 100 ms when idle, so a trickle is
     // printed promptly without a wakeup per event.
@@ -288,17 +307,23 @@ fn main() {
             }
         }
         let mut lost = 0u64;
-        let r = tracer.drain(&mut |e| batch.push(*e), &mut |n| lost += n);
-        // Rings are per CPU: put the batch in time order before printing.
-        batch.sort_by_key(|e| e.ts_ns);
-        timeout = if batch.is_empty() { (timeout * 2).min(100) } else { 10 };
-        for e in batch.drain(..) {
-            output::row(&mut buf, &fmt, &e);
-        }
+        let mut events = 0usize;
+        let r = tracer.drain(
+            &mut |e| {
+                events += 1;
+                batch.push(*e);
+                if batch.len() == BATCH_MAX {
+                    print_batch(&mut batch, &mut buf, &fmt);
+                }
+            },
+            &mut |n| lost += n,
+        );
+        print_batch(&mut batch, &mut buf, &fmt);
         if !buf.is_empty() {
             write_out(&buf);
             buf.clear();
         }
+        timeout = if events == 0 { (timeout * 2).min(100) } else { 10 };
         if lost > 0 {
             lost_total += lost;
             eprintln!("Possibly lost {lost} events");

@@ -15,10 +15,7 @@ const GRACE: Duration = Duration::from_millis(400);
 fn check_flow(args: &[&str], listen: &str, connect: &str, ip: u8, close: Close) {
     let _g = serial();
     let t = Tracer::start(args);
-    let f = flow(listen, connect, close);
-    let (cp, sp) = (f.client.port(), f.server.port());
-    let got = t.collect(4, GRACE, |l| ports_match(l, cp, sp));
-    assert_eq!(sorted(got), sorted(flow_lines(&f, ip, pid())));
+    expect_flow(&t, listen, connect, ip, close);
     assert_eq!(conns_entries_for(t.child.id(), pid()), 0, "conns entries left behind");
     t.stop_clean();
 }
@@ -372,9 +369,7 @@ fn mounts_tracefs_when_missing_and_unmounts_it_after_start() {
         legacy,
         "tracefs mounted after start (legacy kprobes: {legacy})"
     );
-    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
-    let got = t.collect(4, GRACE, |l| ports_match(l, f.client.port(), f.server.port()));
-    assert_eq!(sorted(got), sorted(flow_lines(&f, 4, pid())));
+    expect_flow(&t, "127.0.0.1:0", "127.0.0.1", 4, Close::Fin);
     t.stop_clean();
 }
 
@@ -460,8 +455,6 @@ fn kill_9_then_a_new_start_leaves_nothing() {
     let stale = format!("tcptracer/tcpt_{dead}_");
     let events = std::fs::read_to_string("/sys/kernel/tracing/kprobe_events").unwrap_or_default();
     assert!(!events.contains(&stale), "kprobe events of the killed tracer remain:\n{events}");
-    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
-    let got = t2.collect(4, GRACE, |l| ports_match(l, f.client.port(), f.server.port()));
-    assert_eq!(sorted(got), sorted(flow_lines(&f, 4, pid())));
+    expect_flow(&t2, "127.0.0.1:0", "127.0.0.1", 4, Close::Fin);
     t2.stop_clean();
 }

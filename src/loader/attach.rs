@@ -74,13 +74,6 @@ pub(crate) fn trace_event(id: u64, prog: &Prog, what: String) -> Result<PerfLink
 #[derive(Debug)]
 pub struct BpfLink {
     _fd: OwnedFd,
-    what: String,
-}
-
-impl BpfLink {
-    pub fn what(&self) -> &str {
-        &self.what
-    }
 }
 
 #[repr(C)]
@@ -102,5 +95,5 @@ pub fn raw_tracepoint(prog: &Prog, name: Option<&str>, what: &str) -> Result<Bpf
     };
     let fd = sys::bpf_fd(Cmd::RawTracepointOpen, &mut attr)
         .map_err(|e| LoadError::call(format!("BPF_RAW_TRACEPOINT_OPEN({what})"), e))?;
-    Ok(BpfLink { _fd: fd, what: what.to_string() })
+    Ok(BpfLink { _fd: fd })
 }

@@ -49,10 +49,6 @@ impl Tracefs {
         Ok(Tracefs { root: PathBuf::from(DEFAULT), mounted_by_us: true, ids: Default::default() })
     }
 
-    pub fn at(root: &Path) -> Tracefs {
-        Tracefs { root: root.to_path_buf(), mounted_by_us: false, ids: Default::default() }
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }

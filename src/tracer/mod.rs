@@ -174,12 +174,12 @@ pub struct Tracer {
     kprobes: Vec<Kprobe>,
     _bpf_links: Vec<BpfLink>,
     progs: Vec<Prog>,
-    conns: Map,
+    _conns: Map,
     _inflight: Option<Map>,
     stats: Map,
     cpus: u32,
     reader: PerfReader,
-    events: Map,
+    _events: Map,
     pub backend: Backend,
 }
 
@@ -224,7 +224,10 @@ impl Tracer {
             Backend::Auto => features::pick(ids, &tracefs),
             b => b,
         };
-        features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
+        // `pick` has already checked what it picked, except its last resort.
+        if cfg.backend != Backend::Auto || kind == Backend::Tracepoint {
+            features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
+        }
         let cpus = crate::perf::possible_cpu_count()?;
         let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
         let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
@@ -305,12 +308,12 @@ impl Tracer {
             kprobes,
             _bpf_links: bpf_links,
             progs,
-            conns,
+            _conns: conns,
             _inflight: inflight,
             stats,
             cpus,
             reader,
-            events,
+            _events: events,
             backend: kind,
         })
     }
@@ -341,15 +344,6 @@ impl Tracer {
             Record::Lost(n) => on_lost(n),
         })?;
         Ok(())
-    }
-
-    /// The kernel map of sockets the probes track (for tests and diagnostics).
-    pub fn conns_map(&self) -> &Map {
-        &self.conns
-    }
-
-    pub fn events_map(&self) -> &Map {
-        &self.events
     }
 
     /// What the kernel side lost so far (cumulative).

@@ -389,6 +389,14 @@ pub fn map_ids_of(tracer_pid: u32, map_type: u32) -> Vec<u32> {
     maps_of(tracer_pid).into_iter().filter(|m| m.0 == map_type).map(|m| m.3).collect()
 }
 
+/// Run one flow and assert the tracer printed exactly its four lines.
+pub fn expect_flow(t: &Tracer, listen: &str, connect: &str, ip: u8, close: Close) -> Flow {
+    let f = flow(listen, connect, close);
+    let got = t.collect(4, Duration::from_millis(400), |l| ports_match(l, f.client.port(), f.server.port()));
+    assert_eq!(sorted(got), sorted(flow_lines(&f, ip, pid())));
+    f
+}
+
 /// Entries in the tracer's `tcpt_conns` map whose owner is `pid`.
 pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {
     use tcptracer::loader::Map;

@@ -37,17 +37,33 @@ pub fn accept_program(
     read_ptr(&mut a, Reg::R9, Reg::R9, fo.file_private_data, out); // struct socket *
     read_ptr(&mut a, Reg::R7, Reg::R9, fo.socket_sk, out); // struct sock *
     check_tcp(&mut a, so, Mem::Probe, out);
-    // A connection reset while queued is handed out already closed: its
-    // first closing move is past (and reported as nothing, see state.rs).
+    let (open, emit) = (a.label(), a.label());
     let acc = sock_access(&mut a, so, Mem::Probe, out);
     acc.load(&mut a, Size::B, Reg::R1, so.state);
-    a.jmp_imm(Jmp::Eq, Reg::R1, CLOSE, out);
+    a.jmp_imm(Jmp::Ne, Reg::R1, CLOSE, open);
+    // Handed out already closed. Reset while queued: its close was reported
+    // as nothing (state.rs), so no A. Reset while accept() was taking it:
+    // its X was reported and marked (mark_closed), so it gets its A.
+    conns_call(&mut a, maps, Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
+    a.jmp_imm(Jmp::Ne, Reg::R1, 0, out);
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.stx(Size::DW, Reg::R10, VAL, Reg::R8);
+    stack_ptr(&mut a, Reg::R1, VAL + 8);
+    a.mov64_imm(Reg::R2, 16);
+    a.call(Helper::GetCurrentComm);
+    a.ja(emit);
     // The owner, for an X from softirq later; and the event's task fields.
+    a.bind(open);
     remember_owner(&mut a, maps, Reg::R8);
+    a.bind(emit);
     stack_ptr(&mut a, Reg::R9, VAL);
     owner_to_event(&mut a, Reg::R9);
     a.mov64_imm(Reg::R8, KIND_ACCEPT);
-    emit_event(&mut a, so, acc, Sport::Num, f, maps, out);
+    // inet_sport, not skc_num: a reset racing this program zeroes skc_num
+    // (inet_put_port) before the state says CLOSE.
+    emit_event(&mut a, so, acc, Sport::InetSport, f, maps, out);
     a.bind(out);
     exit0(&mut a);
     a.finish()

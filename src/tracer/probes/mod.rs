@@ -213,6 +213,17 @@ fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
     a.call(h);
 }
 
+/// conns[sk in r7] = {pid_tgid 0}: "its X was reported without a known
+/// owner". The accept program reads it for a socket it finds already
+/// closed (reset while `accept()` was taking it): that one gets its A too,
+/// so every server-side X has an A. Left over, such entries age out of the LRU.
+fn mark_closed(a: &mut Asm, maps: &MapFds) {
+    for o in [0, 8, 16] {
+        a.st(Size::DW, Reg::R10, VAL + o, 0);
+    }
+    conns_call(a, maps, Helper::MapUpdateElem);
+}
+
 /// VAL = {pid_tgid in `pid_tgid`, current comm}; conns[sk in r7] = VAL.
 fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg) {
     a.stx(Size::DW, Reg::R10, VAL, pid_tgid);

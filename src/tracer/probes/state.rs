@@ -110,6 +110,9 @@ pub fn state_program(
     a.jmp_imm(Jmp::Eq, Reg::R9, 0, softirq);
     current_to_event(&mut a);
     conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, emit_close);
+    // No owner recorded: mark that this X was reported (see mark_closed).
+    mark_closed(&mut a, maps);
     a.ja(emit_close);
     // No task holds the lock (softirq or timer): the owner did it.
     a.bind(softirq);
@@ -125,6 +128,7 @@ pub fn state_program(
     let sk_socket = Field { off: so.sk_socket, size: 8, bits: None };
     read_sk(&mut a, mem, Reg::R1, sk_socket, out);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
+    mark_closed(&mut a, maps);
     a.st(Size::DW, Reg::R10, EV + off::PID, 0);
     a.st(Size::DW, Reg::R10, EV + off::COMM, 0);
     a.st(Size::DW, Reg::R10, EV + off::COMM + 8, 0);
