@@ -50,6 +50,7 @@ pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event) {
         Some(Kind::Connect) => (b"C", b"connect"),
         Some(Kind::Accept) => (b"A", b"accept"),
         Some(Kind::Close) => (b"X", b"close"),
+        Some(Kind::Failed) => (b"F", b"failed"),
         None => (b"U", b"unknown"),
     };
     if f.verbose {
@@ -207,11 +208,15 @@ mod tests {
             ts_ns: 0,
             pid: 28943,
             tid: 28943,
+            uid: 0,
+            gid: 0,
+            cgroup: 0,
             comm: c,
             kind,
             ip,
             sport: 59306,
             dport: 23,
+            error: 0,
             netns: 4026531969,
             saddr: sa,
             daddr: da,
