@@ -8,8 +8,11 @@ ARGS   ?=
 KERNEL   ?=
 BACKENDS ?= tracepoint kprobe kprobe-tracefs fentry
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
+# install: $(DESTDIR)$(PREFIX)/sbin/tcptracer and its man page.
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all build run static test unit vmtest vmkernels bench clean
+.PHONY: all build run static test unit vmtest vmkernels bench clean install uninstall
 
 all: build
 
@@ -56,6 +59,16 @@ bench: static
 
 clean:
 	$(CARGO) clean
+
+# The static binary (mode 755) and the man page (mode 644), under $(DESTDIR)$(PREFIX):
+# `make install`, `make install PREFIX=/usr DESTDIR=pkgroot`. It runs the static build
+# first, so under sudo cargo must be on root's PATH (after `make static` it is a no-op).
+install: static
+	install -D -m 755 $(STATIC) "$(DESTDIR)$(PREFIX)/sbin/tcptracer"
+	install -D -m 644 man/man8/tcptracer.8 "$(DESTDIR)$(PREFIX)/share/man/man8/tcptracer.8"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/sbin/tcptracer" "$(DESTDIR)$(PREFIX)/share/man/man8/tcptracer.8"
 
 # Fuzzing (not part of `make test`; needs cargo-fuzz and a nightly toolchain): each
 # target of fuzz/ for FUZZ_SECONDS (FUZZ_TARGETS="btf_parse perf_ring" for some),

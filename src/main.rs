@@ -4,9 +4,13 @@ use argh::FromArgs;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Instant;
 use tcptracer::loader::LoadError;
+use tcptracer::tracer::event::{Event, Kind};
+use tcptracer::tracer::exe::ExeCache;
+use tcptracer::tracer::json;
 use tcptracer::tracer::output::{self, Format};
-use tcptracer::tracer::{Backend, Config, Error, Filters, KernelLosses, Tracer};
+use tcptracer::tracer::{Backend, Config, Error, KernelLosses, Tracer};
 
 /// Trace TCP established connections: connect (C), accept (A) and close (X).
 #[derive(FromArgs)]
@@ -14,12 +18,45 @@ struct Args {
     /// include long event type names and the network namespace
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// include a timestamp: seconds since the first event (ns with -v)
+    #[argh(switch, short = 't')]
+    timestamp: bool,
     /// trace this PID (process) only, filtered in the kernel
     #[argh(option, short = 'p')]
     pid: Option<u32>,
     /// trace this network namespace (inode number) only, filtered in the kernel
     #[argh(option, short = 'N')]
     netns: Option<u32>,
+    /// trace IPv4 sockets only
+    #[argh(switch, short = '4')]
+    ipv4: bool,
+    /// trace IPv6 sockets only (IPv4-mapped flows included)
+    #[argh(switch, short = '6')]
+    ipv6: bool,
+    /// trace this user ID only, filtered in the kernel
+    #[argh(option, short = 'u')]
+    uid: Option<u32>,
+    /// trace tasks in this cgroup v2 directory only (e.g. /sys/fs/cgroup/system.slice/nginx.service)
+    #[argh(option)]
+    cgroup: Option<PathBuf>,
+    /// trace connections with this local or remote port only (repeatable, up to 16)
+    #[argh(option)]
+    port: Vec<u16>,
+    /// trace tasks with this COMM (thread name, up to 15 bytes) only
+    #[argh(option)]
+    comm: Option<String>,
+    /// include a UID column
+    #[argh(switch, short = 'U')]
+    print_uid: bool,
+    /// include an EXE column: the full path of the process's executable
+    #[argh(switch, short = 'w')]
+    wide: bool,
+    /// print one JSON object per line (with exe, uid, gid, cgroup and wall-clock time), and a summary at exit
+    #[argh(switch)]
+    json: bool,
+    /// also report connects that never established (type F) with their error
+    #[argh(switch)]
+    failed: bool,
     /// read kernel BTF from this file (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux
     #[argh(option)]
     btf: Option<PathBuf>,
@@ -36,19 +73,46 @@ struct Args {
 
 /// Output is written in chunks of this size (and once per drain).
 const OUT_CHUNK: usize = 1 << 16;
-/// Events sorted and printed together: a drain of two full rings is cut
-/// into batches of this size, so memory stays flat under any load.
-const BATCH_MAX: usize = 4096;
 
-/// Put a batch in time order (the rings are per CPU) and format it,
-/// writing whenever a chunk of output is ready.
-fn print_batch(batch: &mut Vec<tcptracer::tracer::event::Event>, buf: &mut Vec<u8>, fmt: &Format) {
-    batch.sort_by_key(|e| e.ts_ns);
-    for e in batch.drain(..) {
-        output::row(buf, fmt, &e);
-        if buf.len() >= OUT_CHUNK {
-            write_out(buf);
-            buf.clear();
+/// Formats events (table or JSON) into one buffer and counts them.
+struct Printer {
+    fmt: Format,
+    json: bool,
+    buf: Vec<u8>,
+    first_ts: Option<u64>,
+    realtime_offset: i64,
+    exes: ExeCache,
+    now: Instant,
+    counts: json::Summary,
+}
+
+impl Printer {
+    fn event(&mut self, e: &Event) {
+        let c = &mut self.counts;
+        c.events += 1;
+        match e.kind {
+            Some(Kind::Connect) => c.connect += 1,
+            Some(Kind::Accept) => c.accept += 1,
+            Some(Kind::Close) => c.close += 1,
+            Some(Kind::Failed) => c.failed += 1,
+            None => {}
+        }
+        let exe = if self.json || self.fmt.exe { self.exes.get(e.pid, self.now) } else { None };
+        if self.json {
+            json::event(&mut self.buf, e, self.realtime_offset, exe);
+        } else {
+            let first = *self.first_ts.get_or_insert(e.ts_ns);
+            output::row(&mut self.buf, &self.fmt, e, e.ts_ns.saturating_sub(first), exe);
+        }
+        if self.buf.len() >= OUT_CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            write_out(&self.buf);
+            self.buf.clear();
         }
     }
 }
@@ -125,25 +189,50 @@ fn parse_args() -> Args {
 }
 
 fn config(args: &Args) -> Config {
-    if let Some(p) = args.pid {
-        if p == 0 || p > 4_194_304 {
-            die(format!("invalid PID {p}: must be between 1 and 4194304"));
-        }
+    if args.ipv4 && args.ipv6 {
+        die("-4 and -6 exclude each other: give one, or neither for both families");
     }
-    if args.netns == Some(0) {
-        die("invalid NETNS 0: give the inode number of a network namespace (ls -Li /proc/PID/ns/net)");
+    if args.json {
+        for (set, flag) in [(args.verbose, "-v"), (args.timestamp, "-t"), (args.print_uid, "-U"), (args.wide, "-w")] {
+            if set {
+                die(format!("--json cannot be combined with {flag}: JSON lines carry every field"));
+            }
+        }
     }
     let Some(backend) = Backend::from_name(&args.backend) else {
         die(format!("unknown backend {:?}: use auto, fentry, kprobe or tracepoint", args.backend))
     };
-    Config {
-        filters: Filters { pid: args.pid, netns: args.netns },
-        backend,
-        btf: args.btf.clone(),
-        debug: args.debug,
-        kprobe_tracefs: std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"),
-        ..Config::default()
+    let mut b = Tracer::builder()
+        .backend(backend)
+        .failed(args.failed)
+        .task_ids(args.json || args.print_uid)
+        .debug(args.debug)
+        .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"));
+    if let Some(p) = &args.btf {
+        b = b.btf(p);
     }
+    if let Some(p) = args.pid {
+        b = b.pid(p);
+    }
+    if let Some(n) = args.netns {
+        b = b.netns(n);
+    }
+    if args.ipv4 || args.ipv6 {
+        b = b.family(if args.ipv4 { 4 } else { 6 });
+    }
+    if let Some(u) = args.uid {
+        b = b.uid(u);
+    }
+    if let Some(c) = &args.cgroup {
+        b = b.cgroup_path(c);
+    }
+    for &p in &args.port {
+        b = b.port(p);
+    }
+    if let Some(c) = &args.comm {
+        b = b.comm(c);
+    }
+    b.config().unwrap_or_else(|e| die(e))
 }
 
 /// The capabilities tracing needs that this process lacks (empty: none).
@@ -283,18 +372,28 @@ fn main() {
             die(e);
         }
     }
-    let fmt = Format::new(args.verbose, args.netns.is_some());
-    let mut buf = Vec::with_capacity(OUT_CHUNK + 512);
-    buf.extend_from_slice(output::BANNER.as_bytes());
-    buf.push(b'\n');
-    buf.extend_from_slice(output::header(&fmt).as_bytes());
-    write_out(&buf);
-    buf.clear();
+    let mut fmt = Format::new(args.verbose, args.netns.is_some());
+    (fmt.timestamp, fmt.uid, fmt.error, fmt.exe) = (args.timestamp, args.print_uid, args.failed, args.wide);
+    let mut p = Printer {
+        fmt,
+        json: args.json,
+        buf: Vec::with_capacity(OUT_CHUNK + 512),
+        first_ts: None,
+        realtime_offset: json::realtime_offset_ns(),
+        exes: ExeCache::new(),
+        now: Instant::now(),
+        counts: json::Summary::default(),
+    };
+    if !args.json {
+        p.buf.extend_from_slice(output::BANNER.as_bytes());
+        p.buf.push(b'\n');
+        p.buf.extend_from_slice(output::header(&fmt).as_bytes());
+        p.flush();
+    }
 
     let mut lost_total = 0u64;
     let mut kernel = tracer.kernel_losses();
-    let mut last_check = std::time::Instant::now();
-    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut last_check = Instant::now();
     // The rings wake us at their watermark; below it we poll: every 10 ms
     // while events flow, backing off to 100 ms when idle, so a trickle is
     // printed promptly without a wakeup per event.
@@ -307,22 +406,13 @@ fn main() {
             }
         }
         let mut lost = 0u64;
-        let mut events = 0usize;
-        let r = tracer.drain(
-            &mut |e| {
-                events += 1;
-                batch.push(*e);
-                if batch.len() == BATCH_MAX {
-                    print_batch(&mut batch, &mut buf, &fmt);
-                }
-            },
-            &mut |n| lost += n,
-        );
-        print_batch(&mut batch, &mut buf, &fmt);
-        if !buf.is_empty() {
-            write_out(&buf);
-            buf.clear();
+        p.now = Instant::now();
+        let r = tracer.drain(&mut |e| p.event(e), &mut |n| lost += n);
+        if stopping {
+            tracer.flush(&mut |e| p.event(e));
         }
+        p.flush();
+        let events = *r.as_ref().unwrap_or(&0);
         timeout = if events == 0 { (timeout * 2).min(100) } else { 10 };
         if lost > 0 {
             lost_total += lost;
@@ -332,7 +422,7 @@ fn main() {
             eprintln!("tcptracer: {e}");
         }
         if stopping || last_check.elapsed() >= std::time::Duration::from_secs(1) {
-            last_check = std::time::Instant::now();
+            last_check = Instant::now();
             let now = tracer.kernel_losses();
             report_kernel_losses(&kernel, &now);
             kernel = now;
@@ -340,6 +430,15 @@ fn main() {
         if stopping {
             break;
         }
+    }
+    if args.json {
+        p.counts.lost_perf = lost_total;
+        p.counts.lost_kernel = kernel.total();
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        json::summary(&mut p.buf, &p.counts, unix_ns);
+        p.flush();
     }
     if lost_total + kernel.total() > 0 || cfg.debug {
         eprintln!(

@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use tcptracer::btf::{Btf, Kind, Member};
 use tcptracer::perf::{drain_buffer, PerfError, Record};
-use tcptracer::tracer::event::{Event, Kind as EventKind, EVENT_SIZE};
+use tcptracer::tracer::event::{encode, Event, Kind as EventKind, EVENT_SIZE};
+use tcptracer::tracer::json;
 use tcptracer::tracer::offsets::{FdOffsets, SockOffsets};
 use tcptracer::tracer::output::{push_ipv4, push_ipv6, row, Format};
 
@@ -547,13 +548,23 @@ pub fn event_row(data: &[u8]) {
 
 fn format_event(data: &[u8], out: &mut Vec<u8>) {
     let e = Event::decode(data);
-    let valid = data.len() >= EVENT_SIZE && matches!(data[33], 4 | 6);
-    assert_eq!(e.is_some(), valid, "decode of {} bytes, ip {:?}", data.len(), data.get(33));
+    let valid = data.len() >= EVENT_SIZE && matches!(data[49], 4 | 6);
+    assert_eq!(e.is_some(), valid, "decode of {} bytes, ip {:?}", data.len(), data.get(49));
     let Some(e) = e else { return };
     assert!(e.comm().len() <= 16 && !e.comm().contains(&0));
-    for (verbose, netns_filter) in [(false, false), (true, false), (true, true), (false, true)] {
+    assert_eq!(&encode(&e)[..], &data[..EVENT_SIZE].iter().enumerate().map(|(i, &b)| match i {
+        48 if e.kind.is_none() => 9,
+        60..=63 => 0,
+        _ => b,
+    }).collect::<Vec<u8>>()[..]);
+    let exe: &[u8] = b"/usr/bin/x";
+    for (verbose, netns_filter, extra) in
+        [(false, false, false), (true, false, false), (true, true, true), (false, true, true)]
+    {
         out.clear();
-        row(out, &Format::new(verbose, netns_filter), &e);
+        let mut f = Format::new(verbose, netns_filter);
+        (f.timestamp, f.uid, f.error, f.exe) = (extra, extra, extra, extra);
+        row(out, &f, &e, e.ts_ns, Some(exe));
         assert_eq!(out.last(), Some(&b'\n'));
         let newlines = out.iter().filter(|&&c| c == b'\n').count();
         assert_eq!(newlines, 1 + e.comm().iter().filter(|&&c| c == b'\n').count());
@@ -561,14 +572,27 @@ fn format_event(data: &[u8], out: &mut Vec<u8>) {
             (Some(EventKind::Connect), false) => b"C ",
             (Some(EventKind::Accept), false) => b"A ",
             (Some(EventKind::Close), false) => b"X ",
+            (Some(EventKind::Failed), false) => b"F ",
             (None, false) => b"U ",
             (Some(EventKind::Connect), true) => b"connect ",
             (Some(EventKind::Accept), true) => b"accept ",
             (Some(EventKind::Close), true) => b"close ",
+            (Some(EventKind::Failed), true) => b"failed ",
             (None, true) => b"unknown ",
         };
-        assert!(out.starts_with(want), "{:?}", String::from_utf8_lossy(out));
+        if !extra {
+            assert!(out.starts_with(want), "{:?}", String::from_utf8_lossy(out));
+        }
     }
+    // JSON: one line that a JSON parser reads back to the same values.
+    out.clear();
+    json::event(out, &e, 1_000_000_000, Some(exe));
+    assert_eq!(out.iter().filter(|&&c| c == b'\n').count(), 1);
+    let v: serde_json::Value = serde_json::from_slice(out).expect("valid JSON");
+    assert_eq!(v["pid"], e.pid);
+    assert_eq!(v["sport"], e.sport);
+    assert_eq!(v["cgroup"], e.cgroup);
+    assert_eq!(v["comm"], String::from_utf8_lossy(e.comm()).as_ref());
     for addr in [&e.saddr, &e.daddr] {
         let mut s = Vec::new();
         if e.ip == 4 {

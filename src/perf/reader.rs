@@ -217,14 +217,36 @@ impl PerfReader {
     pub fn drain(&mut self, f: &mut dyn FnMut(Record<'_>)) -> Result<DrainStats, PerfError> {
         let mut total = DrainStats::default();
         let mut err = None;
-        for ring in &self.rings {
-            let (stats, corrupt) = ring.view.drain(&mut self.scratch, f);
+        for i in 0..self.rings.len() {
+            let (stats, r) = self.drain_ring(i, usize::MAX, f);
             total += stats;
-            if let (Some(c), None) = (corrupt, &err) {
-                err = Some(PerfError::Corrupt { cpu: ring.cpu, pos: c.pos, size: c.size, avail: c.avail });
+            if let Err(e) = r {
+                err.get_or_insert(e);
             }
         }
         err.map_or(Ok(total), Err)
+    }
+
+    /// How many rings there are (one per online CPU).
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Hand up to `limit` records of ring `i` to `f`; `Ok(true)` when
+    /// records remain. A corrupt ring is resynchronised and reported.
+    pub fn drain_ring(
+        &mut self,
+        i: usize,
+        limit: usize,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> (DrainStats, Result<bool, PerfError>) {
+        let ring = &self.rings[i];
+        let (stats, corrupt, more) = ring.view.drain(&mut self.scratch, limit, f);
+        let r = match corrupt {
+            Some(c) => Err(PerfError::Corrupt { cpu: ring.cpu, pos: c.pos, size: c.size, avail: c.avail }),
+            None => Ok(more),
+        };
+        (stats, r)
     }
 }
 

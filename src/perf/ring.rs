@@ -107,14 +107,16 @@ impl RingView {
         scratch
     }
 
-    /// Hand every record between tail and head to `f`, then publish the new
-    /// tail once. On a corrupt header, stops and resynchronises the tail to
-    /// the head (dropping the rest), and reports where.
+    /// Hand up to `limit` records between tail and head to `f`, then
+    /// publish the new tail once; `more` says records remain. On a corrupt
+    /// header, stops and resynchronises the tail to the head (dropping the
+    /// rest), and reports where.
     pub(crate) fn drain(
         &self,
         scratch: &mut Vec<u8>,
+        limit: usize,
         f: &mut dyn FnMut(Record<'_>),
-    ) -> (DrainStats, Option<Corrupt>) {
+    ) -> (DrainStats, Option<Corrupt>, bool) {
         let head = self.atomic(DATA_HEAD).load(Ordering::Acquire);
         // Only we write data_tail.
         let start = self.atomic(DATA_TAIL).load(Ordering::Relaxed);
@@ -124,7 +126,9 @@ impl RingView {
         if head.wrapping_sub(tail) > self.mask + 1 {
             corrupt = Some(Corrupt { pos: tail, size: 0, avail: head.wrapping_sub(tail) });
         }
-        while corrupt.is_none() && tail != head {
+        let mut n = 0;
+        while corrupt.is_none() && tail != head && n < limit {
+            n += 1;
             let avail = head.wrapping_sub(tail);
             let mut hdr = [0u8; HEADER as usize];
             if avail >= HEADER {
@@ -154,7 +158,7 @@ impl RingView {
         if new_tail != start {
             self.atomic(DATA_TAIL).store(new_tail, Ordering::Release);
         }
-        (stats, corrupt)
+        (stats, corrupt, corrupt.is_none() && tail != head)
     }
 }
 
@@ -182,7 +186,7 @@ pub fn drain_buffer(
     // so the metadata words and the 2^n-byte data area lie apart inside `mem`
     // (8-aligned), which the exclusive borrow keeps alive for the whole drain.
     let view = unsafe { RingView::new(meta, meta.add(data_off), data_size) };
-    let (stats, corrupt) = view.drain(&mut Vec::new(), f);
+    let (stats, corrupt, _) = view.drain(&mut Vec::new(), usize::MAX, f);
     match corrupt {
         Some(c) => Err(PerfError::Corrupt { cpu: 0, pos: c.pos, size: c.size, avail: c.avail }),
         None => Ok(stats),

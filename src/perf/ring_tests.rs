@@ -91,14 +91,19 @@ impl Fake {
         self.record(PERF_RECORD_LOST, &body);
     }
     fn drain(&self, scratch: &mut Vec<u8>) -> (Vec<Got>, DrainStats, Option<Corrupt>) {
+        let (got, st, c, more) = self.drain_some(scratch, usize::MAX);
+        assert!(!more);
+        (got, st, c)
+    }
+    fn drain_some(&self, scratch: &mut Vec<u8>, limit: usize) -> (Vec<Got>, DrainStats, Option<Corrupt>, bool) {
         let mut got = Vec::new();
-        let (st, c) = self.view().drain(scratch, &mut |r| {
+        let (st, c, more) = self.view().drain(scratch, limit, &mut |r| {
             got.push(match r {
                 Record::Sample(s) => Got::S(s.to_vec()),
                 Record::Lost(n) => Got::L(n),
             })
         });
-        (got, st, c)
+        (got, st, c, more)
     }
 }
 
@@ -281,4 +286,22 @@ fn layout() {
     assert_eq!(data_layout(0, 16384, 5 * page, page), None, "overlaps the metadata");
     assert_eq!(data_layout(u64::MAX, 16384, 5 * page, page), None, "overflow");
     assert_eq!(data_layout(0, 0, page, page), None, "no data pages");
+}
+
+#[test]
+fn limited_drain_leaves_the_rest() {
+    let f = Fake::new(512);
+    let sent: Vec<Vec<u8>> = (0..5u8).map(|i| f.sample(&bytes(16, i))).collect();
+    f.lost(3);
+    let mut scratch = Vec::new();
+    let (got, st, c, more) = f.drain_some(&mut scratch, 2);
+    assert_eq!((got.len(), st.samples, c, more), (2, 2, None, true));
+    assert_eq!(got[1], Got::S(sent[1].clone()));
+    let (got, _, _, more) = f.drain_some(&mut scratch, 3);
+    assert_eq!((got.len(), more), (3, true));
+    assert_eq!(got[2], Got::S(sent[4].clone()));
+    let (got, st, _, more) = f.drain_some(&mut scratch, 3);
+    assert_eq!((got, st.lost, more), (vec![Got::L(3)], 3, false));
+    let (got, _, _, more) = f.drain_some(&mut scratch, 3);
+    assert_eq!((got.len(), more), (0, false));
 }

@@ -78,7 +78,7 @@ pub struct Context<'a> {
     /// kernel BTF, so nothing can attach by BTF id).
     pub ids: Option<&'a Btf>,
     pub tracefs: &'a Tracefs,
-    pub filters: Filters,
+    pub filters: &'a Filters,
     pub maps: MapFds,
 }
 
@@ -103,7 +103,7 @@ pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
                 btf_id: cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
                 attach_type: ATTACH_TRACE_RAW_TP,
             },
-            program: probes::state_program(&sock, StateHook::TpBtf, &cx.filters, &cx.maps)?,
+            program: probes::state_program(&sock, StateHook::TpBtf, cx.filters, &cx.maps)?,
             what: "tp_btf inet_sock_set_state".into(),
         }],
     };
@@ -131,9 +131,20 @@ fn accept(cx: &Context, sock: &SockOffsets) -> Result<Probe, Error> {
         name: "tcpt_accept",
         prog_type: ProgType::Tracepoint,
         hook: Hook::Tracepoints(vec![("syscalls", "sys_exit_accept4"), ("syscalls", "sys_exit_accept")]),
-        program: probes::accept_program(sock, &fds, ret_off.unwrap(), &cx.filters, &cx.maps)?,
+        program: probes::accept_program(sock, &fds, ret_off.unwrap(), cx.filters, &cx.maps)?,
         what: "tracepoints syscalls:sys_exit_accept{,4}".into(),
     })
+}
+
+/// The connect functions to probe: only the filtered family's (`-4`
+/// still sees IPv4-mapped connects through the inner `tcp_v4_connect`;
+/// the event filter drops them, as they are IP 6 flows).
+fn connect_funcs(f: &Filters) -> Vec<&'static str> {
+    match f.family {
+        Some(4) => vec!["tcp_v4_connect"],
+        Some(_) => vec!["tcp_v6_connect"],
+        None => vec!["tcp_v4_connect", "tcp_v6_connect"],
+    }
 }
 
 /// `pt_regs` offsets of the first two arguments and the return value.
@@ -148,22 +159,22 @@ fn pt_regs(btf: &Btf) -> Result<(u32, u32, u32), Error> {
 fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
     let (di, si, ax) = pt_regs(cx.btf)?;
     let hook = ConnectHook::Kprobe { arg0: di, ret: ax };
-    let connects = || vec![("tcp_v4_connect", false), ("tcp_v6_connect", false)];
+    let connects = || connect_funcs(cx.filters).into_iter().map(|f| (f, false)).collect::<Vec<_>>();
     let returns = connects().into_iter().map(|(f, _)| (f, true)).collect();
     Ok(vec![
         Probe {
             name: "tcpt_conn_in",
             prog_type: ProgType::Kprobe,
             hook: Hook::Kprobes(connects()),
-            program: probes::connect_entry_program(hook, &cx.filters, &cx.maps)?,
-            what: "kprobes tcp_v{4,6}_connect".into(),
+            program: probes::connect_entry_program(hook, cx.filters, &cx.maps)?,
+            what: format!("kprobes {}", connect_funcs(cx.filters).join(", ")),
         },
         Probe {
             name: "tcpt_conn_out",
             prog_type: ProgType::Kprobe,
             hook: Hook::Kprobes(returns),
             program: probes::connect_exit_program(hook, 0, &cx.maps)?,
-            what: "kretprobes tcp_v{4,6}_connect".into(),
+            what: format!("kretprobes {}", connect_funcs(cx.filters).join(", ")),
         },
         Probe {
             name: "tcpt_state",
@@ -172,7 +183,7 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             program: probes::state_program(
                 sock,
                 StateHook::Kprobe { arg0: di, arg1: si },
-                &cx.filters,
+                cx.filters,
                 &cx.maps,
             )?,
             what: "kprobe tcp_set_state".into(),
@@ -195,13 +206,16 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
         ("tcp_v4_connect", "tcpt_conn4_in", "tcpt_conn4_out"),
         ("tcp_v6_connect", "tcpt_conn6_in", "tcpt_conn6_out"),
     ] {
+        if !connect_funcs(cx.filters).contains(&f) {
+            continue;
+        }
         let id = func(f)?;
         let nargs = fexit_ret_slot(ids, f)?;
         out.push(Probe {
             name: entry,
             prog_type: ProgType::Tracing,
             hook: Hook::BtfId { btf_id: id, attach_type: ATTACH_TRACE_FENTRY },
-            program: probes::connect_entry_program(ConnectHook::Fentry, &cx.filters, &cx.maps)?,
+            program: probes::connect_entry_program(ConnectHook::Fentry, cx.filters, &cx.maps)?,
             what: format!("fentry {f}"),
         });
         out.push(Probe {
@@ -216,7 +230,7 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
         name: "tcpt_state",
         prog_type: ProgType::Tracing,
         hook: Hook::BtfId { btf_id: func("tcp_set_state")?, attach_type: ATTACH_TRACE_FENTRY },
-        program: probes::state_program(sock, StateHook::Fentry, &cx.filters, &cx.maps)?,
+        program: probes::state_program(sock, StateHook::Fentry, cx.filters, &cx.maps)?,
         what: "fentry tcp_set_state".into(),
     });
     Ok(out)

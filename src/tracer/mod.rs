@@ -2,9 +2,13 @@
 //! hand out decoded events.
 
 pub mod backend;
+pub mod builder;
 pub mod event;
+pub mod exe;
 pub mod features;
+pub mod json;
 pub mod offsets;
+pub mod order;
 pub mod output;
 pub mod probes;
 
@@ -69,6 +73,9 @@ pub struct Config {
     /// Attach kprobes through tracefs `kprobe_events` even where the kprobe
     /// PMU exists (the path older kernels take).
     pub kprobe_tracefs: bool,
+    /// Events are held this long (ns) so that events from all CPUs come
+    /// out in time order; 0 sorts each drain only.
+    pub reorder_ns: u64,
 }
 
 impl Default for Config {
@@ -81,6 +88,7 @@ impl Default for Config {
             ring_pages: 256,
             watermark: 16 * 1024,
             kprobe_tracefs: false,
+            reorder_ns: 10_000_000,
         }
     }
 }
@@ -94,6 +102,8 @@ pub enum Error {
         disasm: Option<String>,
     },
     Perf(PerfError),
+    /// A value in the configuration that cannot work.
+    Config(String),
     /// The kernel cannot run the chosen backend.
     Unsupported {
         backend: Backend,
@@ -108,6 +118,7 @@ impl fmt::Display for Error {
             Error::Asm(e) => write!(f, "assembling BPF program: {e}"),
             Error::Load { source, .. } => write!(f, "{source}"),
             Error::Perf(e) => write!(f, "{e}"),
+            Error::Config(msg) => write!(f, "{msg}"),
             Error::Unsupported { backend, why } => {
                 write!(f, "the {} backend cannot run on this kernel: {why}", backend.name())
             }
@@ -181,6 +192,22 @@ pub struct Tracer {
     reader: PerfReader,
     _events: Map,
     pub backend: Backend,
+    held: order::Reorder,
+    reorder_ns: u64,
+    /// Per ring: records remain after this pass / last stamp read.
+    unfinished: Vec<(bool, u64)>,
+}
+
+/// Records read from one ring per pass before the others are read.
+const PER_PASS: usize = 1024;
+/// Passes per drain (64 Ki records per ring: several full rings).
+const MAX_PASSES: usize = 64;
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
@@ -201,7 +228,22 @@ fn load(cfg: &Config, spec: ProgSpec, program: &Program) -> Result<Prog, Error> 
 }
 
 impl Tracer {
+    /// Configure and start a tracer (see [`builder`]).
+    pub fn builder() -> builder::Builder {
+        builder::Builder::default()
+    }
+
+    /// Wait up to `timeout_ms` for events, then hand out what is ready;
+    /// returns the samples reported lost (full rings) in this call.
+    pub fn poll(&mut self, timeout_ms: i32, on_event: &mut dyn FnMut(&Event)) -> Result<u64, Error> {
+        self.wait(timeout_ms)?;
+        let mut lost = 0;
+        self.drain(on_event, &mut |n| lost += n)?;
+        Ok(lost)
+    }
+
     pub fn start(cfg: &Config) -> Result<Tracer, Error> {
+        builder::check(cfg)?;
         let t0 = Instant::now();
         let btf = match &cfg.btf {
             Some(p) => Btf::from_file(p)?,
@@ -240,7 +282,7 @@ impl Tracer {
             btf: &btf,
             ids,
             tracefs: &tracefs,
-            filters: cfg.filters,
+            filters: &cfg.filters,
             maps: probes::MapFds {
                 events: events.raw_fd(),
                 conns: conns.raw_fd(),
@@ -315,6 +357,9 @@ impl Tracer {
             reader,
             _events: events,
             backend: kind,
+            held: order::Reorder::default(),
+            reorder_ns: cfg.reorder_ns,
+            unfinished: Vec::new(),
         })
     }
 
@@ -324,26 +369,71 @@ impl Tracer {
         Ok(self.reader.add_wake_fd(fd)?)
     }
 
-    /// Wait up to `timeout_ms` for the rings to pass their watermark.
+    /// Wait up to `timeout_ms` for the rings to pass their watermark (less
+    /// while events are held for ordering).
     pub fn wait(&mut self, timeout_ms: i32) -> Result<Wake, Error> {
-        Ok(self.reader.wait(timeout_ms)?)
+        let mut timeout = timeout_ms;
+        if !self.held.is_empty() {
+            let window_ms = self.reorder_ns.div_ceil(1_000_000).min(i32::MAX as u64) as i32;
+            timeout = if timeout < 0 { window_ms } else { timeout.min(window_ms) };
+        }
+        Ok(self.reader.wait(timeout)?)
     }
 
-    /// Drain every ring: `on_event` per event, `on_lost` per lost-record.
+    /// Drain the rings: `on_event` per event, in time order across CPUs
+    /// (events from the last `Config::reorder_ns` are held for the next
+    /// drain), `on_lost` per lost-record. Returns the events handed out.
     pub fn drain(
         &mut self,
         on_event: &mut dyn FnMut(&Event),
         on_lost: &mut dyn FnMut(u64),
-    ) -> Result<(), Error> {
-        self.reader.drain(&mut |r| match r {
-            Record::Sample(b) => {
-                if let Some(e) = Event::decode(b) {
-                    on_event(&e)
+    ) -> Result<usize, Error> {
+        let now = monotonic_ns();
+        let rings = self.reader.ring_count();
+        self.unfinished.clear();
+        self.unfinished.resize(rings, (true, 0));
+        let (mut out, mut err) = (0, None);
+        // Bounded: a ring refilled as fast as it is read waits for the next drain.
+        for _ in 0..MAX_PASSES {
+            for i in 0..rings {
+                let (more, last) = &mut self.unfinished[i];
+                if !*more {
+                    continue;
                 }
+                let held = &mut self.held;
+                let (_, r) = self.reader.drain_ring(i, PER_PASS, &mut |r| match r {
+                    Record::Sample(b) => {
+                        if let Some(e) = Event::decode(b) {
+                            *last = e.ts_ns;
+                            held.push(e);
+                        }
+                    }
+                    Record::Lost(n) => on_lost(n),
+                });
+                *more = match r {
+                    Ok(m) => m,
+                    Err(e) => {
+                        err.get_or_insert(e);
+                        false
+                    }
+                };
             }
-            Record::Lost(n) => on_lost(n),
-        })?;
-        Ok(())
+            let busy = self.unfinished.iter().filter(|(more, _)| *more).map(|&(_, last)| last);
+            let cutoff = order::cutoff(now, busy, self.reorder_ns);
+            out += self.held.release(cutoff, on_event);
+            if !self.unfinished.iter().any(|(more, _)| *more) {
+                break;
+            }
+        }
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    /// Hand out every held event (at the end of tracing).
+    pub fn flush(&mut self, on_event: &mut dyn FnMut(&Event)) -> usize {
+        self.held.release(u64::MAX, on_event)
     }
 
     /// What the kernel side lost so far (cumulative).

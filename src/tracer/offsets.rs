@@ -62,6 +62,8 @@ pub struct SockOffsets {
     pub lock_owned: u32,
     /// `sock.sk_socket`: NULL while a connection waits in an accept queue.
     pub sk_socket: u32,
+    /// `sock.sk_err` (int): the error a failed connect ended with.
+    pub sk_err: u32,
     /// `inet_sock.inet_sport` (network order). Unlike `skc_num`, which
     /// `inet_put_port()` zeroes before the state moves to CLOSE, it stays set.
     pub inet_sport: u32,
@@ -116,6 +118,7 @@ impl SockOffsets {
             lock_owned: plain(btf, "sock.sk_lock.owned", &[4])?,
             inet_sport: plain(btf, "inet_sock.inet_sport", &[2])?,
             sk_socket: plain(btf, "sock.sk_socket", &[8])?,
+            sk_err: plain(btf, "sock.sk_err", &[4])?,
         })
     }
 

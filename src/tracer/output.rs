@@ -6,19 +6,33 @@
 //! last header column `%-7s`, and NETNS (`%-8s` / ` %-8d`) follows unless
 //! `-N` was given. IPv6 addresses are in brackets, formatted like glibc's
 //! `inet_ntop` (which Python's `socket.inet_ntop` calls).
+//!
+//! Additions (off by default, so the default output stays bcc's): `-t`
+//! prefixes bcc's TIME(s) `%-9.3f` (TIME(ns) `%-14d` with `-v`), seconds
+//! since the first event; `-U` then a `%-6d ` UID column (libbpf-tools);
+//! `--failed` appends ` %-12s` ERROR; `-w` appends ` EXE`.
 
-use super::event::{Event, Kind};
+use super::event::{Event, Kind, UNKNOWN_ID};
+use super::json::errno_name;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Format {
     pub verbose: bool,
     /// Print the NETNS column (`-v` without `-N`).
     pub netns_column: bool,
+    /// TIME column (`-t`).
+    pub timestamp: bool,
+    /// UID column (`-U`).
+    pub uid: bool,
+    /// ERROR column (`--failed`).
+    pub error: bool,
+    /// EXE column (`-w`).
+    pub exe: bool,
 }
 
 impl Format {
     pub fn new(verbose: bool, netns_filter: bool) -> Format {
-        Format { verbose, netns_column: verbose && !netns_filter }
+        Format { verbose, netns_column: verbose && !netns_filter, ..Format::default() }
     }
 }
 
@@ -26,7 +40,14 @@ pub const BANNER: &str = "Tracing TCP established connections. Ctrl-C to end.";
 
 /// The header line, with its trailing newline.
 pub fn header(f: &Format) -> String {
-    let mut s = if f.verbose {
+    let mut s = String::new();
+    if f.timestamp {
+        s += &if f.verbose { format!("{:<14}", "TIME(ns)") } else { format!("{:<9}", "TIME(s)") };
+    }
+    if f.uid {
+        s += &format!("{:<6} ", "UID");
+    }
+    s += &if f.verbose {
         format!(
             "{:<12} {:<6} {:<16} {:<2} {:<16} {:<16} {:<6} {:<7}",
             "TYPE", "PID", "COMM", "IP", "SADDR", "DADDR", "SPORT", "DPORT"
@@ -40,12 +61,37 @@ pub fn header(f: &Format) -> String {
     if f.netns_column {
         s.push_str(&format!("{:<8}", "NETNS"));
     }
+    if f.error {
+        s.push_str(&format!(" {:<12}", "ERROR"));
+    }
+    if f.exe {
+        s.push_str(" EXE");
+    }
     s.push('\n');
     s
 }
 
-/// Append one event's line (with newline) to `out`.
-pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event) {
+/// Append one event's line (with newline) to `out`. `since_first`: ns
+/// since the first event (TIME column); `exe`: the EXE column.
+pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event, since_first: u64, exe: Option<&[u8]>) {
+    if f.timestamp {
+        use std::io::Write;
+        let _ = if f.verbose {
+            write!(out, "{since_first:<14}")
+        } else {
+            write!(out, "{:<9.3}", since_first as f64 / 1e9)
+        };
+    }
+    if f.uid {
+        let start = out.len();
+        if e.uid == UNKNOWN_ID {
+            out.push(b'-');
+        } else {
+            push_u32(out, e.uid);
+        }
+        pad_to(out, start, 6);
+        out.push(b' ');
+    }
     let (short, long): (&[u8], &[u8]) = match e.kind {
         Some(Kind::Connect) => (b"C", b"connect"),
         Some(Kind::Accept) => (b"A", b"accept"),
@@ -93,6 +139,20 @@ pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event) {
         let start = out.len();
         push_u32(out, e.netns);
         pad_to(out, start, 8);
+    }
+    if f.error {
+        out.push(b' ');
+        let start = out.len();
+        match (e.kind, errno_name(e.error)) {
+            (Some(Kind::Failed), Some(name)) => out.extend_from_slice(name.as_bytes()),
+            (Some(Kind::Failed), None) if e.error != 0 => push_u32(out, e.error as u32),
+            _ => out.push(b'-'),
+        }
+        pad_to(out, start, 12);
+    }
+    if f.exe {
+        out.push(b' ');
+        out.extend_from_slice(exe.unwrap_or(b"-"));
     }
     out.push(b'\n');
 }
@@ -225,7 +285,7 @@ mod tests {
 
     fn line(f: Format, e: &Event) -> String {
         let mut v = Vec::new();
-        row(&mut v, &f, e);
+        row(&mut v, &f, e, 0, None);
         String::from_utf8(v).unwrap()
     }
 

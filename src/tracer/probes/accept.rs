@@ -49,14 +49,11 @@ pub fn accept_program(
     a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
     a.jmp_imm(Jmp::Ne, Reg::R1, 0, out);
     conns_call(&mut a, maps, Helper::MapDeleteElem);
-    a.stx(Size::DW, Reg::R10, VAL, Reg::R8);
-    stack_ptr(&mut a, Reg::R1, VAL + 8);
-    a.mov64_imm(Reg::R2, 16);
-    a.call(Helper::GetCurrentComm);
+    task_block(&mut a, VAL, Some(Reg::R8), f);
     a.ja(emit);
     // The owner, for an X from softirq later; and the event's task fields.
     a.bind(open);
-    remember_owner(&mut a, maps, Reg::R8);
+    remember_owner(&mut a, maps, Reg::R8, f);
     a.bind(emit);
     stack_ptr(&mut a, Reg::R9, VAL);
     owner_to_event(&mut a, Reg::R9);

@@ -43,7 +43,7 @@ pub fn connect_entry_program(hook: ConnectHook, f: &Filters, maps: &MapFds) -> R
     a.call(Helper::GetCurrentPidTgid);
     a.mov64_reg(Reg::R8, Reg::R0);
     pid_filter(&mut a, Reg::R8, f, out);
-    remember_owner(&mut a, maps, Reg::R8);
+    remember_owner(&mut a, maps, Reg::R8, f);
     if let (ConnectHook::Kprobe { .. }, Some(inflight)) = (hook, maps.inflight) {
         a.stx(Size::DW, Reg::R10, KEY, Reg::R8);
         a.stx(Size::DW, Reg::R10, TMP, Reg::R7);

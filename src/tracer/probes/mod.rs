@@ -29,9 +29,11 @@ use crate::asm::{Alu, Asm, Helper, Jmp, Label, Reg, Size};
 pub const KIND_CONNECT: i32 = 1;
 pub const KIND_ACCEPT: i32 = 2;
 pub const KIND_CLOSE: i32 = 3;
+pub const KIND_FAILED: i32 = 4;
 
-/// `conns` value: {u64 pid_tgid; char comm[16]}.
-pub const CONN_VALUE_SIZE: u32 = 24;
+/// `conns` value: the event's task block {u64 pid_tgid; u64 uid_gid;
+/// u64 cgroup; char comm[16]}, copied into events as it is.
+pub const CONN_VALUE_SIZE: u32 = (off::KIND - off::TASK) as u32;
 
 /// Slots of the per-CPU `stats` array: failures counted in the kernel.
 pub const STAT_OUTPUT_FAILED: i32 = 0;
@@ -50,18 +52,44 @@ const AF_INET6: i32 = 10;
 const IPPROTO_TCP: i32 = 6;
 
 // Stack layout (offsets from r10).
-const EV: i16 = -(EVENT_SIZE as i16); // the event, 80 bytes
+const EV: i16 = -(EVENT_SIZE as i16); // the event, 96 bytes
 const KEY: i16 = EV - 8; // map key (sk pointer or pid_tgid)
-const VAL: i16 = KEY - 24; // conns value
+const VAL: i16 = KEY - CONN_VALUE_SIZE as i16; // conns value
 const TMP: i16 = VAL - 8; // probe_read_kernel target
 const CHUNK: i16 = TMP; // sock_common copy ends here (grows down)
 const MAX_CHUNK: u32 = 256;
 
-/// What the probes filter on, in the kernel.
-#[derive(Clone, Copy, Debug, Default)]
+/// Most ports `Filters::ports` may hold.
+pub const MAX_PORTS: usize = 16;
+
+/// What the probes filter on (all in the kernel; filters combine with AND)
+/// and what they report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filters {
+    /// Process id (tgid).
     pub pid: Option<u32>,
+    /// Network namespace inode number.
     pub netns: Option<u32>,
+    /// 4 or 6: sockets of that family only.
+    pub family: Option<u8>,
+    pub uid: Option<u32>,
+    /// cgroup v2 id (the cgroup directory's inode number).
+    pub cgroup: Option<u64>,
+    /// Either side's port is one of these (at most [`MAX_PORTS`]).
+    pub ports: Vec<u16>,
+    /// COMM, NUL-padded (at most 15 bytes of name).
+    pub comm: Option<[u8; 16]>,
+    /// Also report connects that never established (kind F, with sk_err).
+    pub failed: bool,
+    /// Fill uid, gid and cgroup in events (two more helper calls per
+    /// recorded task); implied by the uid and cgroup filters.
+    pub task_ids: bool,
+}
+
+impl Filters {
+    fn ids(&self) -> bool {
+        self.task_ids || self.uid.is_some() || self.cgroup.is_some()
+    }
 }
 
 /// Map fds the programs reference.
@@ -178,27 +206,48 @@ fn check_tcp(a: &mut Asm, so: &SockOffsets, mem: Mem, out: Label) {
     a.jmp_imm(Jmp::Ne, Reg::R1, IPPROTO_TCP, out);
 }
 
-/// Copy {pid_tgid, comm} from the map value at `src` into the event.
+/// Copy a task block (a `conns` value) at `src` into the event.
 fn owner_to_event(a: &mut Asm, src: Reg) {
-    a.ldx(Size::DW, Reg::R1, src, 0);
-    a.stx(Size::W, Reg::R10, EV + off::TID, Reg::R1);
-    a.alu64_imm(Alu::Rsh, Reg::R1, 32);
-    a.stx(Size::W, Reg::R10, EV + off::PID, Reg::R1);
-    a.ldx(Size::DW, Reg::R1, src, 8);
-    a.stx(Size::DW, Reg::R10, EV + off::COMM, Reg::R1);
-    a.ldx(Size::DW, Reg::R1, src, 16);
-    a.stx(Size::DW, Reg::R10, EV + off::COMM + 8, Reg::R1);
+    for o in (0..CONN_VALUE_SIZE as i16).step_by(8) {
+        a.ldx(Size::DW, Reg::R1, src, o);
+        a.stx(Size::DW, Reg::R10, EV + off::TASK + o, Reg::R1);
+    }
 }
 
-/// Current task's pid/tid/comm into the event.
-fn current_to_event(a: &mut Asm) {
-    a.call(Helper::GetCurrentPidTgid);
-    a.stx(Size::W, Reg::R10, EV + off::TID, Reg::R0);
-    a.alu64_imm(Alu::Rsh, Reg::R0, 32);
-    a.stx(Size::W, Reg::R10, EV + off::PID, Reg::R0);
-    stack_ptr(a, Reg::R1, EV + off::COMM);
+/// The current task's block at r10 + `base`: pid_tgid (from `pid_tgid`,
+/// or the helper), uid_gid and cgroup (zero unless `f` wants them), comm.
+fn task_block(a: &mut Asm, base: i16, pid_tgid: Option<Reg>, f: &Filters) {
+    match pid_tgid {
+        Some(r) => a.stx(Size::DW, Reg::R10, base, r),
+        None => {
+            a.call(Helper::GetCurrentPidTgid);
+            a.stx(Size::DW, Reg::R10, base, Reg::R0);
+        }
+    }
+    if f.ids() {
+        a.call(Helper::GetCurrentUidGid);
+        a.stx(Size::DW, Reg::R10, base + 8, Reg::R0);
+        a.call(Helper::GetCurrentCgroupId);
+        a.stx(Size::DW, Reg::R10, base + 16, Reg::R0);
+    } else {
+        a.st(Size::DW, Reg::R10, base + 8, 0);
+        a.st(Size::DW, Reg::R10, base + 16, 0);
+    }
+    stack_ptr(a, Reg::R1, base + 24);
     a.mov64_imm(Reg::R2, 16);
     a.call(Helper::GetCurrentComm);
+}
+
+/// The current task into the event.
+fn current_to_event(a: &mut Asm, f: &Filters) {
+    task_block(a, EV + off::TASK, None, f);
+}
+
+/// An unknown task into the event: pid 0, uid/gid unknown, no comm.
+fn unknown_to_event(a: &mut Asm) {
+    for o in (0..CONN_VALUE_SIZE as i16).step_by(8) {
+        a.st(Size::DW, Reg::R10, EV + off::TASK + o, if o == 8 { -1 } else { 0 });
+    }
 }
 
 /// `conns` helper call with key = r7 (sk) stored at KEY; update takes VAL.
@@ -218,18 +267,16 @@ fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
 /// closed (reset while `accept()` was taking it): that one gets its A too,
 /// so every server-side X has an A. Left over, such entries age out of the LRU.
 fn mark_closed(a: &mut Asm, maps: &MapFds) {
-    for o in [0, 8, 16] {
+    for o in (0..CONN_VALUE_SIZE as i16).step_by(8) {
         a.st(Size::DW, Reg::R10, VAL + o, 0);
     }
     conns_call(a, maps, Helper::MapUpdateElem);
 }
 
-/// VAL = {pid_tgid in `pid_tgid`, current comm}; conns[sk in r7] = VAL.
-fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg) {
-    a.stx(Size::DW, Reg::R10, VAL, pid_tgid);
-    stack_ptr(a, Reg::R1, VAL + 8);
-    a.mov64_imm(Reg::R2, 16);
-    a.call(Helper::GetCurrentComm);
+/// VAL = the current task's block (pid_tgid in `pid_tgid`);
+/// conns[sk in r7] = VAL.
+fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg, f: &Filters) {
+    task_block(a, VAL, Some(pid_tgid), f);
     conns_call(a, maps, Helper::MapUpdateElem);
     count_failure(a, maps, STAT_CONN_UPDATE_FAILED);
 }
@@ -278,8 +325,51 @@ fn sock_access(a: &mut Asm, so: &SockOffsets, mem: Mem, out: Label) -> Access {
     }
 }
 
+/// Go to `out` unless the event's task (already in place) passes the
+/// task filters.
+fn task_filters(a: &mut Asm, f: &Filters, out: Label) {
+    if let Some(pid) = f.pid {
+        a.ldx(Size::W, Reg::R1, Reg::R10, EV + off::PID);
+        a.jmp32_imm(Jmp::Ne, Reg::R1, pid as i32, out);
+    }
+    if let Some(uid) = f.uid {
+        a.ldx(Size::W, Reg::R1, Reg::R10, EV + off::UID);
+        a.jmp32_imm(Jmp::Ne, Reg::R1, uid as i32, out);
+    }
+    if let Some(id) = f.cgroup {
+        a.ldx(Size::DW, Reg::R1, Reg::R10, EV + off::CGROUP);
+        a.ld_imm64(Reg::R2, id);
+        a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R2, out);
+    }
+    if let Some(comm) = f.comm {
+        for half in [0, 8] {
+            let word = u64::from_le_bytes(comm[half..half + 8].try_into().unwrap());
+            a.ldx(Size::DW, Reg::R1, Reg::R10, EV + off::COMM + half as i16);
+            a.ld_imm64(Reg::R2, word);
+            a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R2, out);
+        }
+    }
+}
+
+/// Go to `out` unless one of the ports (sport host order, dport network
+/// order, both in the event) is in the filter.
+fn port_filter(a: &mut Asm, f: &Filters, out: Label) {
+    if f.ports.is_empty() {
+        return;
+    }
+    let keep = a.label();
+    a.ldx(Size::H, Reg::R1, Reg::R10, EV + off::SPORT);
+    a.ldx(Size::H, Reg::R2, Reg::R10, EV + off::DPORT);
+    for &p in &f.ports {
+        a.jmp_imm(Jmp::Eq, Reg::R1, p as i32, keep);
+        a.jmp_imm(Jmp::Eq, Reg::R2, p.to_be() as i32, keep);
+    }
+    a.ja(out);
+    a.bind(keep);
+}
+
 /// Shared tail: fill the event's tuple from the sock in r7, kind in r8
-/// (pid, tid and comm already in place), apply the netns filter, output.
+/// (the task block already in place), apply the filters, output.
 fn emit_event(
     a: &mut Asm,
     so: &SockOffsets,
@@ -294,7 +384,13 @@ fn emit_event(
         a.st(Size::DW, Reg::R10, EV + o, 0);
     }
     a.stx(Size::B, Reg::R10, EV + off::KIND, Reg::R8);
+    task_filters(a, f, out);
     acc.load(a, Size::H, Reg::R1, so.family);
+    match f.family {
+        Some(4) => a.jmp_imm(Jmp::Ne, Reg::R1, AF_INET, out),
+        Some(_) => a.jmp_imm(Jmp::Ne, Reg::R1, AF_INET6, out),
+        None => {}
+    }
     a.jmp_imm(Jmp::Eq, Reg::R1, AF_INET, v4);
     match so.v6 {
         Some((daddr, saddr)) => {
@@ -330,6 +426,7 @@ fn emit_event(
     acc.load(a, Size::H, Reg::R1, so.dport);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
     a.stx(Size::H, Reg::R10, EV + off::DPORT, Reg::R1);
+    port_filter(a, f, out);
     if let Some((net, inum)) = so.netns {
         let no_net = a.label();
         acc.load(a, Size::DW, Reg::R1, net);
@@ -347,6 +444,15 @@ fn emit_event(
     if let Some(ns) = f.netns {
         a.ldx(Size::W, Reg::R1, Reg::R10, EV + off::NETNS);
         a.jmp32_imm(Jmp::Ne, Reg::R1, ns as i32, out);
+    }
+    if f.failed {
+        // A failed connect carries its error (sk_err, set before the CLOSE).
+        let not_failed = a.label();
+        a.jmp_imm(Jmp::Ne, Reg::R8, KIND_FAILED, not_failed);
+        let mem = if acc == Access::Direct { Mem::Direct } else { Mem::Probe };
+        read_sk(a, mem, Reg::R1, Field { off: so.sk_err, size: 4, bits: None }, out);
+        a.stx(Size::H, Reg::R10, EV + off::ERROR, Reg::R1);
+        a.bind(not_failed);
     }
     a.call(Helper::KtimeGetNs);
     a.stx(Size::DW, Reg::R10, EV + off::TS, Reg::R0);
@@ -379,6 +485,7 @@ pub(crate) mod tests {
             lock_owned: 140,
             inet_sport: 814,
             sk_socket: 272,
+            sk_err: 280,
         }
     }
 
@@ -400,7 +507,7 @@ pub(crate) mod tests {
 
     #[test]
     fn programs_assemble_with_and_without_filters() {
-        for f in [Filters::default(), Filters { pid: Some(42), netns: Some(4026531840) }] {
+        for f in [Filters::default(), all_filters()] {
             for hook in HOOKS {
                 let p = state_program(&offsets(), hook, &f, &MAPS).unwrap();
                 assert!(p.len() < 300, "{hook:?} state program grew to {}", p.len());
@@ -414,9 +521,56 @@ pub(crate) mod tests {
         }
     }
 
+    fn all_filters() -> Filters {
+        Filters {
+            pid: Some(4242),
+            netns: Some(4026531840),
+            family: Some(6),
+            uid: Some(0x4d2),
+            cgroup: Some(0x1234_5678_9abc),
+            ports: vec![8080, 443],
+            comm: Some(*b"curl\0\0\0\0\0\0\0\0\0\0\0\0"),
+            failed: true,
+            task_ids: false,
+        }
+    }
+
+    #[test]
+    fn every_filter_reaches_the_code() {
+        let f = all_filters();
+        for hook in HOOKS {
+            let text = state_program(&offsets(), hook, &f, &MAPS).unwrap().to_string();
+            let plain = state_program(&offsets(), hook, &Filters::default(), &MAPS).unwrap().to_string();
+            for (what, needle) in [
+                ("uid", "0x4d2"),
+                ("cgroup", "0x123456789abc"),
+                ("port 8080 host order", "0x1f90"),
+                ("port 443 network order", "0xbb01"),
+                ("comm", "0x6c727563"),
+                ("uid helper (implied by the uid filter)", "bpf_get_current_uid_gid"),
+                ("cgroup helper", "bpf_get_current_cgroup_id"),
+            ] {
+                assert!(text.contains(needle), "{what} missing in {hook:?}:\n{text}");
+                assert!(!plain.contains(needle), "{what} without the filter in {hook:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn failed_connects_only_on_request() {
+        // KIND_FAILED = 4 is moved into r8 only when failed connects are reported.
+        for hook in HOOKS {
+            let on = Filters { failed: true, ..Filters::default() };
+            let text = state_program(&offsets(), hook, &on, &MAPS).unwrap().to_string();
+            assert!(text.contains("r8 = 4"), "{hook:?}:\n{text}");
+            let off = state_program(&offsets(), hook, &Filters::default(), &MAPS).unwrap().to_string();
+            assert!(!off.contains("r8 = 4"), "{hook:?}");
+        }
+    }
+
     #[test]
     fn filters_reach_the_code() {
-        let f = Filters { pid: Some(4242), netns: Some(4026531840) };
+        let f = Filters { pid: Some(4242), netns: Some(4026531840), ..Filters::default() };
         for hook in HOOKS {
             let text = state_program(&offsets(), hook, &f, &MAPS).unwrap().to_string();
             assert!(text.contains("0x1092"), "pid filter missing:\n{text}");
@@ -460,7 +614,7 @@ pub(crate) mod tests {
             after.lines().skip(1).take(6).map(|l| l.split(": ").nth(1).unwrap_or(l)).collect();
         assert_eq!(lines[0].split(" goto").next().unwrap(), "if r0 s>= 0x0", "{after}");
         assert_eq!(lines[1].split(" goto").next().unwrap(), "if r0 == 0xffffffe4", "{after}");
-        assert_eq!(lines[2], "*(u32 *)(r10 -88) = 0", "{after}");
+        assert_eq!(lines[2], "*(u32 *)(r10 -104) = 0", "{after}");
         assert_eq!(lines[3], "r1 = map_fd(8) ll", "{after}");
     }
 

@@ -76,10 +76,20 @@ pub fn state_program(
     a.jmp32_imm(Jmp::Eq, Reg::R8, CLOSE_WAIT, first_close);
     a.ja(out);
 
-    // A connect that never established: forget it.
+    // A connect that never established: forget it, or report it (F)
+    // with the task that started it.
     a.bind(failed);
-    conns_call(&mut a, maps, Helper::MapDeleteElem);
-    a.ja(out);
+    if f.failed {
+        conns_call(&mut a, maps, Helper::MapLookupElem);
+        a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+        owner_to_event(&mut a, Reg::R0);
+        conns_call(&mut a, maps, Helper::MapDeleteElem);
+        a.mov64_imm(Reg::R8, KIND_FAILED);
+        a.ja(emit);
+    } else {
+        conns_call(&mut a, maps, Helper::MapDeleteElem);
+        a.ja(out);
+    }
 
     if hook == StateHook::TpBtf {
         // CLOSE → SYN_SENT, in the connecting task.
@@ -89,7 +99,7 @@ pub fn state_program(
         a.call(Helper::GetCurrentPidTgid);
         pid_filter(&mut a, Reg::R0, f, out);
         a.mov64_reg(Reg::R9, Reg::R0);
-        remember_owner(&mut a, maps, Reg::R9);
+        remember_owner(&mut a, maps, Reg::R9, f);
         a.ja(out);
     }
 
@@ -108,7 +118,7 @@ pub fn state_program(
     let owned = Field { off: so.lock_owned, size: 4, bits: None };
     read_sk(&mut a, mem, Reg::R9, owned, out);
     a.jmp_imm(Jmp::Eq, Reg::R9, 0, softirq);
-    current_to_event(&mut a);
+    current_to_event(&mut a, f);
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.jmp_imm(Jmp::Eq, Reg::R0, 0, emit_close);
     // No owner recorded: mark that this X was reported (see mark_closed).
@@ -129,14 +139,8 @@ pub fn state_program(
     read_sk(&mut a, mem, Reg::R1, sk_socket, out);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
     mark_closed(&mut a, maps);
-    a.st(Size::DW, Reg::R10, EV + off::PID, 0);
-    a.st(Size::DW, Reg::R10, EV + off::COMM, 0);
-    a.st(Size::DW, Reg::R10, EV + off::COMM + 8, 0);
+    unknown_to_event(&mut a);
     a.bind(emit_close);
-    if let Some(pid) = f.pid {
-        a.ldx(Size::W, Reg::R1, Reg::R10, EV + off::PID);
-        a.jmp32_imm(Jmp::Ne, Reg::R1, pid as i32, out);
-    }
     a.mov64_imm(Reg::R8, KIND_CLOSE);
 
     a.bind(emit);

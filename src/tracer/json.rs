@@ -1,0 +1,561 @@
+//! `--json` output: one object per line, keys in the order of the spec,
+//! formatted by hand into one buffer (no `fmt` machinery on the per-event
+//! path).
+//!
+//! ```text
+//! {"type":"connect","time":"2026-11-27T05:14:27.123456789Z","mono_ns":123456789,"pid":1234,
+//!  "tid":1235,"comm":"curl","exe":"/usr/bin/curl","uid":1000,"gid":1000,"ip":4,
+//!  "saddr":"127.0.0.1","daddr":"10.0.0.1","sport":55758,"dport":80,"netns":4026531840,"cgroup":1234}
+//! ```
+//! Failed connects add `"error":"ECONNREFUSED","errno":111` after `cgroup`
+//! (`"error":null,"errno":0` when the task closed the socket first).
+
+use super::event::{Event, Kind, UNKNOWN_ID};
+use super::output::{push_ipv4, push_ipv6, push_u32};
+
+/// Append `v` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Append `v` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
+    let start = out.len();
+    push_u64(out, v);
+    let n = out.len() - start;
+    if n < width {
+        out.splice(start..start, std::iter::repeat_n(b'0', width - n));
+    }
+}
+
+/// Append `unix_ns` as RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`
+/// (no quotes). Negative times print as the epoch; an `i64` reaches
+/// 2262-04-11, so the year always has 4 digits.
+pub fn rfc3339(out: &mut Vec<u8>, unix_ns: i64) {
+    let ns = unix_ns.max(0) as u64;
+    let (secs, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    let (days, sod) = (secs / 86400, secs % 86400);
+    // Howard Hinnant's civil_from_days, for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as u64;
+    push_padded(out, year, 4);
+    out.push(b'-');
+    push_padded(out, month, 2);
+    out.push(b'-');
+    push_padded(out, day, 2);
+    out.push(b'T');
+    push_padded(out, sod / 3600, 2);
+    out.push(b':');
+    push_padded(out, sod / 60 % 60, 2);
+    out.push(b':');
+    push_padded(out, sod % 60, 2);
+    out.push(b'.');
+    push_padded(out, frac, 9);
+    out.push(b'Z');
+}
+
+/// Append `s` as a JSON string with its quotes. Valid UTF-8 passes
+/// through; each invalid sequence becomes U+FFFD (as
+/// `String::from_utf8_lossy` does).
+pub fn string(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for chunk in s.utf8_chunks() {
+        for &b in chunk.valid().as_bytes() {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0..=0x1f | 0x7f => {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0xf) as usize]);
+                }
+                _ => out.push(b),
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+/// The name of an errno a connect can fail with (`sk_err`).
+pub fn errno_name(e: u16) -> Option<&'static str> {
+    Some(match e as i32 {
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETRESET => "ENETRESET",
+        libc::ENONET => "ENONET",
+        libc::EPROTO => "EPROTO",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EPIPE => "EPIPE",
+        libc::ENOMEM => "ENOMEM",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EINVAL => "EINVAL",
+        libc::EINTR => "EINTR",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::EISCONN => "EISCONN",
+        libc::ESHUTDOWN => "ESHUTDOWN",
+        libc::EKEYREJECTED => "EKEYREJECTED",
+        _ => return None,
+    })
+}
+
+/// Append `,"name":`.
+fn key(out: &mut Vec<u8>, name: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\":");
+}
+
+/// A uid/gid, `null` when unknown.
+fn id(out: &mut Vec<u8>, v: u32) {
+    if v == UNKNOWN_ID {
+        out.extend_from_slice(b"null");
+    } else {
+        push_u32(out, v);
+    }
+}
+
+fn addr(out: &mut Vec<u8>, ip: u8, a: &[u8; 16]) {
+    out.push(b'"');
+    if ip == 4 {
+        push_ipv4(out, &a[..4]);
+    } else {
+        push_ipv6(out, a);
+    }
+    out.push(b'"');
+}
+
+/// Append one event's line (with newline). `realtime_offset_ns` turns the
+/// monotonic timestamp into wall-clock time (see [`realtime_offset_ns`]);
+/// `exe` is the resolved executable, `null` when `None`.
+pub fn event(out: &mut Vec<u8>, e: &Event, realtime_offset_ns: i64, exe: Option<&[u8]>) {
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(e.kind.map_or("unknown", Kind::name).as_bytes());
+    out.extend_from_slice(b"\",\"time\":\"");
+    let mono = e.ts_ns.min(i64::MAX as u64) as i64;
+    rfc3339(out, mono.saturating_add(realtime_offset_ns));
+    out.push(b'"');
+    key(out, b"mono_ns");
+    push_u64(out, e.ts_ns);
+    key(out, b"pid");
+    push_u32(out, e.pid);
+    key(out, b"tid");
+    push_u32(out, e.tid);
+    key(out, b"comm");
+    string(out, e.comm());
+    key(out, b"exe");
+    match exe {
+        Some(p) => string(out, p),
+        None => out.extend_from_slice(b"null"),
+    }
+    key(out, b"uid");
+    id(out, e.uid);
+    key(out, b"gid");
+    id(out, e.gid);
+    key(out, b"ip");
+    push_u32(out, e.ip as u32);
+    key(out, b"saddr");
+    addr(out, e.ip, &e.saddr);
+    key(out, b"daddr");
+    addr(out, e.ip, &e.daddr);
+    key(out, b"sport");
+    push_u32(out, e.sport as u32);
+    key(out, b"dport");
+    push_u32(out, e.dport as u32);
+    key(out, b"netns");
+    push_u32(out, e.netns);
+    key(out, b"cgroup");
+    push_u64(out, e.cgroup);
+    if e.kind == Some(Kind::Failed) {
+        // errno 0: the connecting task closed the socket first (no error).
+        key(out, b"error");
+        match errno_name(e.error) {
+            _ if e.error == 0 => out.extend_from_slice(b"null"),
+            Some(n) => string(out, n.as_bytes()),
+            None => {
+                out.push(b'"');
+                push_u32(out, e.error as u32);
+                out.push(b'"');
+            }
+        }
+        key(out, b"errno");
+        push_u32(out, e.error as u32);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Counts for the final `summary` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub events: u64,
+    pub connect: u64,
+    pub accept: u64,
+    pub close: u64,
+    pub failed: u64,
+    /// Lost in the perf rings (lost records).
+    pub lost_perf: u64,
+    /// Lost in the kernel ([`super::KernelLosses::total`]).
+    pub lost_kernel: u64,
+}
+
+/// Append the `summary` line (with newline); `unix_ns` is the wall-clock time.
+pub fn summary(out: &mut Vec<u8>, s: &Summary, unix_ns: i64) {
+    out.extend_from_slice(b"{\"type\":\"summary\",\"time\":\"");
+    rfc3339(out, unix_ns);
+    out.push(b'"');
+    for (name, v) in [
+        (&b"events"[..], s.events),
+        (b"connect", s.connect),
+        (b"accept", s.accept),
+        (b"close", s.close),
+        (b"failed", s.failed),
+        (b"lost", s.lost_perf.saturating_add(s.lost_kernel)),
+        (b"lost_perf", s.lost_perf),
+        (b"lost_kernel", s.lost_kernel),
+    ] {
+        key(out, name);
+        push_u64(out, v);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+#[allow(clippy::unnecessary_cast)] // time_t and c_long are i32 on some targets
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC in ns: add it to a monotonic timestamp
+/// to get Unix time. Of 3 tries, the one with the tightest bracket wins.
+pub fn realtime_offset_ns() -> i64 {
+    let mut best = (i64::MAX, 0);
+    for _ in 0..3 {
+        let m0 = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        let m1 = clock_ns(libc::CLOCK_MONOTONIC);
+        let gap = m1 - m0;
+        if gap < best.0 {
+            best = (gap, real - (m0 + gap / 2));
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn time(ns: i64) -> String {
+        let mut v = Vec::new();
+        rfc3339(&mut v, ns);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn rfc3339_known_values() {
+        const S: i64 = 1_000_000_000;
+        for (ns, want) in [
+            (0, "1970-01-01T00:00:00.000000000Z"),
+            (1, "1970-01-01T00:00:00.000000001Z"),
+            (-1, "1970-01-01T00:00:00.000000000Z"),
+            (i64::MIN, "1970-01-01T00:00:00.000000000Z"),
+            (946684799 * S + 999_999_999, "1999-12-31T23:59:59.999999999Z"),
+            (946684800 * S, "2000-01-01T00:00:00.000000000Z"),
+            (951782400 * S, "2000-02-29T00:00:00.000000000Z"),
+            (951868800 * S, "2000-03-01T00:00:00.000000000Z"),
+            (1709210096 * S + 789_000_000, "2024-02-29T12:34:56.789000000Z"),
+            (1795756467 * S + 123_456_789, "2026-11-27T05:14:27.123456789Z"),
+            (4107456000 * S, "2100-02-28T00:00:00.000000000Z"),
+            (4107542400 * S, "2100-03-01T00:00:00.000000000Z"),
+            (i64::MAX, "2262-04-11T23:47:16.854775807Z"),
+        ] {
+            assert_eq!(time(ns), want, "{ns}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_every_day_until_2262() {
+        // Walk the calendar naively and compare each day's date.
+        let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
+        for day in 0..(i64::MAX / 86_400_000_000_000) {
+            let want = format!("{y:04}-{m:02}-{d:02}T23:59:59.000000000Z");
+            assert_eq!(time((day * 86400 + 86399) * 1_000_000_000), want);
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let len =
+                [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
+            d += 1;
+            if d > len {
+                (d, m) = (1, m + 1);
+                if m > 12 {
+                    (m, y) = (1, y + 1);
+                }
+            }
+        }
+        assert_eq!((y, m, d), (2262, 4, 11));
+    }
+
+    fn js(s: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        string(&mut v, s);
+        v
+    }
+
+    #[test]
+    fn string_escapes() {
+        for (input, want) in [
+            (&b""[..], r#""""#),
+            (b"curl", r#""curl""#),
+            (b"a\"b\\c/d", r#""a\"b\\c/d""#),
+            (b"\n\r\t", r#""\n\r\t""#),
+            (b"\x00\x01\x08\x0c\x1f\x20\x7f", r#""\u0000\u0001\u0008\u000c\u001f \u007f""#),
+            ("zürich ☃ 🦀".as_bytes(), r#""zürich ☃ 🦀""#),
+            ("\u{80}\u{2028}".as_bytes(), "\"\u{80}\u{2028}\""),
+            (b"a\xffb", "\"a\u{fffd}b\""),
+            (b"\xe2\x82", "\"\u{fffd}\""),         // truncated sequence: one
+            (b"\xc0\xaf", "\"\u{fffd}\u{fffd}\""), // overlong: each byte
+            (b"\xed\xa0\x80", "\"\u{fffd}\u{fffd}\u{fffd}\""), // surrogate
+            (b"thread-\xe2\x98", "\"thread-\u{fffd}\""), // comm cut mid-character
+        ] {
+            assert_eq!(String::from_utf8(js(input)).unwrap(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn string_parses_back_as_lossy_utf8() {
+        let mut inputs: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for a in [0x00, 0x22, 0x5c, 0x7f, 0x80, 0xc3, 0xe2, 0xf0, 0xff] {
+            for b in 0..=255u8 {
+                inputs.push(vec![a, b, b'x']);
+            }
+        }
+        inputs.push(b"\xf0\x9f\xa6\x80\xf0\x9f\xa6".to_vec());
+        for s in inputs {
+            let out = js(&s);
+            let v: Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            assert_eq!(v, Value::String(String::from_utf8_lossy(&s).into_owned()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(libc::ECONNREFUSED as u16), Some("ECONNREFUSED"));
+        assert_eq!(errno_name(libc::ETIMEDOUT as u16), Some("ETIMEDOUT"));
+        assert_eq!(errno_name(libc::EHOSTUNREACH as u16), Some("EHOSTUNREACH"));
+        assert_eq!(errno_name(libc::ENETUNREACH as u16), Some("ENETUNREACH"));
+        assert_eq!(errno_name(libc::EADDRNOTAVAIL as u16), Some("EADDRNOTAVAIL"));
+        assert_eq!(errno_name(0), None);
+        assert_eq!(errno_name(4095), None);
+        assert_eq!(errno_name(u16::MAX), None);
+        // Every name is distinct and names its own constant's value.
+        let names: Vec<_> = (0..=u16::MAX).filter_map(errno_name).collect();
+        let mut dedup = names.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(names.len(), dedup.len());
+        assert!(names.len() >= 25);
+    }
+
+    fn ev(kind: Option<Kind>, ip: u8) -> Event {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
+        saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        daddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        Event {
+            ts_ns: 123456789,
+            pid: 1234,
+            tid: 1235,
+            uid: 1000,
+            gid: 1000,
+            cgroup: 1234,
+            comm,
+            kind,
+            ip,
+            sport: 55758,
+            dport: 80,
+            error: 0,
+            netns: 4026531840,
+            saddr,
+            daddr,
+        }
+    }
+
+    /// 2026-11-27T05:14:27.123456789Z at mono 123456789.
+    const OFFSET: i64 = 1_795_756_467_000_000_000;
+
+    /// The line, checked to be one JSON object equal to `want`.
+    fn line(e: &Event, offset: i64, exe: Option<&[u8]>, want: Value) -> String {
+        let mut out = b"previous\n".to_vec();
+        event(&mut out, e, offset, exe);
+        let s = String::from_utf8(out).unwrap().strip_prefix("previous\n").unwrap().to_string();
+        assert!(s.ends_with("}\n") && s.matches('\n').count() == 1, "{s}");
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), want, "{s}");
+        s
+    }
+
+    #[test]
+    fn event_connect_matches_spec_example() {
+        let e = ev(Some(Kind::Connect), 4);
+        let want = json!({"type":"connect","time":"2026-11-27T05:14:27.123456789Z","mono_ns":123456789,
+            "pid":1234,"tid":1235,"comm":"curl","exe":"/usr/bin/curl","uid":1000,"gid":1000,"ip":4,
+            "saddr":"127.0.0.1","daddr":"10.0.0.1","sport":55758,"dport":80,"netns":4026531840u32,"cgroup":1234});
+        assert_eq!(
+            line(&e, OFFSET, Some(b"/usr/bin/curl"), want),
+            "{\"type\":\"connect\",\"time\":\"2026-11-27T05:14:27.123456789Z\",\"mono_ns\":123456789,\
+             \"pid\":1234,\"tid\":1235,\"comm\":\"curl\",\"exe\":\"/usr/bin/curl\",\"uid\":1000,\"gid\":1000,\
+             \"ip\":4,\"saddr\":\"127.0.0.1\",\"daddr\":\"10.0.0.1\",\"sport\":55758,\"dport\":80,\
+             \"netns\":4026531840,\"cgroup\":1234}\n"
+        );
+    }
+
+    #[test]
+    fn event_failed_ipv6() {
+        let mut e = ev(Some(Kind::Failed), 6);
+        e.saddr = "::ffff:127.0.0.1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        e.daddr = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        e.error = libc::ECONNREFUSED as u16;
+        let want = json!({"type":"failed","time":"2026-11-27T05:14:27.123456789Z","mono_ns":123456789,
+            "pid":1234,"tid":1235,"comm":"curl","exe":null,"uid":1000,"gid":1000,"ip":6,
+            "saddr":"::ffff:127.0.0.1","daddr":"2001:db8::1","sport":55758,"dport":80,"netns":4026531840u32,
+            "cgroup":1234,"error":"ECONNREFUSED","errno":libc::ECONNREFUSED});
+        let s = line(&e, OFFSET, None, want);
+        assert!(s.ends_with(",\"cgroup\":1234,\"error\":\"ECONNREFUSED\",\"errno\":111}\n"), "{s}");
+        assert!(s.contains("\"exe\":null,"));
+
+        e.error = 999;
+        let s = line(&e, OFFSET, None, {
+            let mut v = serde_json::from_str::<Value>(&s).unwrap();
+            v["error"] = json!("999");
+            v["errno"] = json!(999);
+            v
+        });
+        assert!(s.ends_with(",\"error\":\"999\",\"errno\":999}\n"), "{s}");
+    }
+
+    #[test]
+    fn event_unknown_owner_and_kind() {
+        let mut e = ev(Some(Kind::Close), 4);
+        (e.pid, e.tid, e.uid, e.gid, e.cgroup, e.comm) = (0, 0, UNKNOWN_ID, UNKNOWN_ID, 0, [0; 16]);
+        let want = json!({"type":"close","time":"2026-11-27T05:14:27.123456789Z","mono_ns":123456789,
+            "pid":0,"tid":0,"comm":"","exe":null,"uid":null,"gid":null,"ip":4,
+            "saddr":"127.0.0.1","daddr":"10.0.0.1","sport":55758,"dport":80,"netns":4026531840u32,"cgroup":0});
+        let s = line(&e, OFFSET, None, want);
+        assert!(s.contains(",\"comm\":\"\",\"exe\":null,\"uid\":null,\"gid\":null,\"ip\":4,"), "{s}");
+
+        e.kind = None;
+        let s = line(&e, OFFSET, None, {
+            let mut v = serde_json::from_str::<Value>(&s).unwrap();
+            v["type"] = json!("unknown");
+            v
+        });
+        assert!(s.starts_with("{\"type\":\"unknown\",\"time\":"), "{s}");
+    }
+
+    #[test]
+    fn event_odd_strings_and_extremes() {
+        let mut e = ev(Some(Kind::Accept), 6);
+        e.comm = *b"a\"b\\c\td\xe2\x98\x83e\xff!!\xe2\x98";
+        (e.pid, e.tid, e.uid, e.gid) = (u32::MAX, u32::MAX, 0, u32::MAX - 1);
+        (e.ts_ns, e.cgroup, e.sport, e.dport, e.netns) = (u64::MAX, u64::MAX, 0, 65535, u32::MAX);
+        (e.saddr, e.daddr) = ([0; 16], [0xff; 16]);
+        let exe = b"/tmp/x\n\xff (deleted)";
+        let want = json!({"type":"accept","time":"2262-04-11T23:47:16.854775807Z","mono_ns":u64::MAX,
+            "pid":u32::MAX,"tid":u32::MAX,"comm":"a\"b\\c\td\u{2603}e\u{fffd}!!\u{fffd}",
+            "exe":"/tmp/x\n\u{fffd} (deleted)","uid":0,"gid":u32::MAX - 1,"ip":6,"saddr":"::",
+            "daddr":"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff","sport":0,"dport":65535,"netns":u32::MAX,
+            "cgroup":u64::MAX});
+        let s = line(&e, OFFSET, Some(exe), want);
+        assert!(s.contains(r#""comm":"a\"b\\c\td☃e�!!�","exe":"/tmp/x\n� (deleted)""#), "{s}");
+
+        // Time before the epoch (a bad offset) clamps to it.
+        e.ts_ns = 5;
+        let s = line(&e, -10, Some(exe), {
+            let mut v = serde_json::from_str::<Value>(&s).unwrap();
+            (v["time"], v["mono_ns"]) = (json!("1970-01-01T00:00:00.000000000Z"), json!(5));
+            v
+        });
+        assert!(s.contains("\"time\":\"1970-01-01T00:00:00.000000000Z\",\"mono_ns\":5,"));
+    }
+
+    #[test]
+    fn summary_line() {
+        let s =
+            Summary { events: 10, connect: 4, accept: 3, close: 2, failed: 1, lost_perf: 7, lost_kernel: 5 };
+        let mut out = Vec::new();
+        summary(&mut out, &s, 1_795_756_467_123_456_789);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "{\"type\":\"summary\",\"time\":\"2026-11-27T05:14:27.123456789Z\",\"events\":10,\"connect\":4,\
+             \"accept\":3,\"close\":2,\"failed\":1,\"lost\":12,\"lost_perf\":7,\"lost_kernel\":5}\n"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["lost"], json!(12));
+
+        let mut out = Vec::new();
+        summary(&mut out, &Summary::default(), 0);
+        assert_eq!(
+            out,
+            b"{\"type\":\"summary\",\"time\":\"1970-01-01T00:00:00.000000000Z\",\"events\":0,\"connect\":0,\
+              \"accept\":0,\"close\":0,\"failed\":0,\"lost\":0,\"lost_perf\":0,\"lost_kernel\":0}\n"
+        );
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0u64, 9, 10, 4026531840, u32::MAX as u64 + 1, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn realtime_offset_is_wall_clock_minus_monotonic() {
+        let off = realtime_offset_ns();
+        let wall = clock_ns(libc::CLOCK_MONOTONIC) + off;
+        let sys = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert!((sys.as_nanos() as i64 - wall).abs() < 50_000_000, "{off}");
+        assert!((realtime_offset_ns() - off).abs() < 10_000_000);
+    }
+}
