@@ -384,7 +384,10 @@ fn main() {
         now: Instant::now(),
         counts: json::Summary::default(),
     };
-    if !args.json {
+    if args.json {
+        // stdout carries JSON only; a person still sees that tracing began.
+        eprintln!("{}", output::BANNER);
+    } else {
         p.buf.extend_from_slice(output::BANNER.as_bytes());
         p.buf.push(b'\n');
         p.buf.extend_from_slice(output::header(&fmt).as_bytes());

@@ -206,13 +206,7 @@ fn burst_of_1000_connections_each_line_exactly_once() {
 #[test]
 #[ignore]
 fn child_connector() {
-    let Ok(port) = std::env::var("TT_CHILD_PORT") else { return };
-    set_comm("tt-child");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).unwrap();
-    let s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-    println!("PORT {}", s.local_addr().unwrap().port());
-    drop(s);
+    child_connector_main();
 }
 
 #[test]
@@ -220,13 +214,7 @@ fn pid_filter_keeps_only_that_process() {
     let _g = serial();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let sp = listener.local_addr().unwrap().port();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_connector", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env("TT_CHILD_PORT", sp.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(sp, &[]);
     let cpid = child.id();
     let t = Tracer::start(&["-p", &cpid.to_string()]);
     let server = thread::Builder::new()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vm/vmtest.sh [KERNEL...]: run the root integration suite (tests/trace.rs,
-# tests/loader.rs, static builds) in QEMU guests booting Debian cloud kernels,
+# tests/loader.rs, tests/features.rs, tests/library.rs, static builds)
+# in QEMU guests booting Debian cloud kernels,
 # once per backend, and print a kernel | backend | result | seconds table.
 # Exits 1 if any cell fails. See vm/README.md.
 #
@@ -24,7 +25,7 @@ OUT=${TCPTRACER_VM_OUT:-$ROOT/target/vm}
 BACKENDS=${BACKENDS:-tracepoint kprobe kprobe-tracefs fentry}
 CELL_TIMEOUT=${TCPTRACER_VM_CELL_TIMEOUT:-120}
 nb=$(echo $BACKENDS | wc -w)
-BOOT_TIMEOUT=${TCPTRACER_VM_TIMEOUT:-$((60 + 2 * nb * CELL_TIMEOUT))}
+BOOT_TIMEOUT=${TCPTRACER_VM_TIMEOUT:-$((60 + 4 * nb * CELL_TIMEOUT))}
 if [ $# -gt 0 ]; then KERNELS="$*"; else KERNELS=${KERNELS:-5.10 6.1 6.12}; fi
 BUSYBOX=${TCPTRACER_VM_BUSYBOX:-/bin/busybox}
 REL=target/$TARGET/release
@@ -48,7 +49,8 @@ if [ "${TCPTRACER_VM_NOBUILD:-0}" != 1 ]; then
     export RUSTFLAGS="-C target-feature=+crt-static"
     log "building static tcptracer, qexit and the trace/loader test binaries"
     $CARGO build --release --target "$TARGET" --bin tcptracer --example qexit || die "cargo build failed"
-    $CARGO test --release --target "$TARGET" --test trace --test loader --no-run --message-format=json \
+    $CARGO test --release --target "$TARGET" --test trace --test loader --test features --test library \
+        --no-run --message-format=json \
         > "$OUT/tests.json" || die "cargo test --no-run failed"
     unset RUSTFLAGS
 fi
@@ -59,7 +61,9 @@ test_exe() {
 }
 TRACE=$(test_exe trace)
 LOADER=$(test_exe loader)
-for f in "$REL/tcptracer" "$REL/examples/qexit" "$TRACE" "$LOADER"; do
+FEATURES=$(test_exe features)
+LIBRARY=$(test_exe library)
+for f in "$REL/tcptracer" "$REL/examples/qexit" "$TRACE" "$LOADER" "$FEATURES" "$LIBRARY"; do
     [ -n "$f" ] && [ -x "$f" ] || die "missing build output '$f'"
     is_static "$f" || die "$f is not statically linked"
 done
@@ -74,6 +78,8 @@ cp "$REL/tcptracer" "$stage/bin/tcptracer"
 cp "$REL/examples/qexit" "$stage/bin/qexit"
 cp "$TRACE" "$stage/tests/trace"
 cp "$LOADER" "$stage/tests/loader"
+cp "$FEATURES" "$stage/tests/features"
+cp "$LIBRARY" "$stage/tests/library"
 cp vm/init "$stage/init"
 chmod 755 "$stage/init"
 (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$OUT/initrd.cpio" \

@@ -70,7 +70,18 @@ impl Tracer {
     }
 
     /// Start a command that runs the tracer (e.g. under `unshare`).
-    pub fn spawn(mut cmd: Command) -> Tracer {
+    pub fn spawn(cmd: Command) -> Tracer {
+        Tracer::spawn_mode(cmd, false)
+    }
+
+    /// Start the tracer with `--json` (and `args`).
+    pub fn start_json(args: &[&str]) -> Tracer {
+        let mut cmd = Command::new(bin());
+        cmd.args(backend_args()).arg("--json").args(args);
+        Tracer::spawn_mode(cmd, true)
+    }
+
+    fn spawn_mode(mut cmd: Command, json: bool) -> Tracer {
         require_root();
         let mut child = cmd
             .stdin(Stdio::null())
@@ -103,6 +114,15 @@ impl Tracer {
             }
         });
         let mut t = Tracer { child, lines, stderr, header: String::new(), stopped: false };
+        if json {
+            // JSON mode: the banner goes to stderr, stdout is JSON only.
+            let t0 = Instant::now();
+            while !t.stderr().contains(BANNER) {
+                assert!(t0.elapsed() < Duration::from_secs(20), "no banner; stderr: {}", t.stderr());
+                thread::sleep(Duration::from_millis(5));
+            }
+            return t;
+        }
         let banner = t.next_line(Duration::from_secs(20));
         assert_eq!(banner.as_deref(), Some(BANNER), "stderr: {}", t.stderr());
         t.header = t.next_line(Duration::from_secs(5)).expect("header line");
@@ -301,7 +321,11 @@ pub enum Close {
 
 /// Run one connect/accept/close between threads `tt-cli` and `tt-srv`.
 pub fn flow(listen: &str, connect_host: &str, close: Close) -> Flow {
-    let listener = TcpListener::bind(listen).unwrap();
+    flow_on(TcpListener::bind(listen).unwrap(), connect_host, close)
+}
+
+/// The same on a listener bound beforehand.
+pub fn flow_on(listener: TcpListener, connect_host: &str, close: Close) -> Flow {
     let port = listener.local_addr().unwrap().port();
     let target: SocketAddr = format!("{connect_host}:{port}").parse().unwrap();
     let (accepted_tx, accepted_rx) = mpsc::channel();
@@ -400,14 +424,15 @@ pub fn expect_flow(t: &Tracer, listen: &str, connect: &str, ip: u8, close: Close
 /// Entries in the tracer's `tcpt_conns` map whose owner is `pid`.
 pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {
     use tcptracer::loader::Map;
-    // LRU hash (9) with 8-byte keys and 24-byte values: tcpt_conns.
+    use tcptracer::tracer::probes::CONN_VALUE_SIZE as VAL;
+    // LRU hash (9) with 8-byte keys and task-block values: tcpt_conns.
     let ids: Vec<u32> =
-        maps_of(tracer_pid).into_iter().filter(|m| (m.0, m.1, m.2) == (9, 8, 24)).map(|m| m.3).collect();
+        maps_of(tracer_pid).into_iter().filter(|m| (m.0, m.1, m.2) == (9, 8, VAL)).map(|m| m.3).collect();
     assert_eq!(ids.len(), 1, "expected one conns map among the tracer's fds");
-    let map = Map::from_id(ids[0], 8, 24).unwrap();
+    let map = Map::from_id(ids[0], 8, VAL).unwrap();
     let mut n = 0;
     for k in map.keys().unwrap() {
-        let mut v = [0u8; 24];
+        let mut v = [0u8; VAL as usize];
         if map.lookup(&k, &mut v).unwrap()
             && u64::from_ne_bytes(v[..8].try_into().unwrap()) >> 32 == pid as u64
         {
@@ -455,4 +480,49 @@ pub fn assert_nothing_left() {
         assert!(Instant::now() < end, "left behind: programs {progs:?}, maps {maps:?}, kprobes {kprobes:?}");
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The body of each test binary's `#[ignore]`d `child_connector` test,
+/// which tests re-execute as a separate process (see `child_flow`). With
+/// TT_CHILD_PORT set: join the cgroup v2 directory TT_CHILD_CGROUP, take
+/// the uid TT_CHILD_UID, COMM `tt-child`; on a line from stdin connect to
+/// 127.0.0.1:TT_CHILD_PORT, print `PORT <local port>` and close. Without
+/// it: return at once.
+pub fn child_connector_main() {
+    let Ok(port) = std::env::var("TT_CHILD_PORT") else { return };
+    if let Ok(dir) = std::env::var("TT_CHILD_CGROUP") {
+        std::fs::write(format!("{dir}/cgroup.procs"), "0").unwrap();
+    }
+    if let Ok(uid) = std::env::var("TT_CHILD_UID") {
+        let uid: u32 = uid.parse().unwrap();
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::setresuid(uid, uid, uid) }, 0);
+    }
+    set_comm("tt-child");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    println!("PORT {}", s.local_addr().unwrap().port());
+    drop(s);
+}
+
+/// Start this test binary's `child_connector` aimed at `port` (with extra
+/// TT_CHILD_* settings in `env`); it connects when told (`tell(.., "go\n")`).
+pub fn spawn_child(port: u16, env: &[(&str, &str)]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_connector", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("TT_CHILD_PORT", port.to_string())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The local port a finished child printed.
+pub fn child_port(child: Child) -> u16 {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let port = text.lines().find_map(|l| l.split_once("PORT ").map(|(_, p)| p.trim().to_string()));
+    port.and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("child said: {text}"))
 }

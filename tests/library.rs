@@ -1,0 +1,61 @@
+//! The crate as a library: `Tracer::builder()` in this process, typed
+//! events from real loopback traffic. Root only.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tcptracer::tracer::event::{Event, Kind};
+use tcptracer::tracer::{Backend, Tracer};
+
+fn backend() -> Backend {
+    std::env::var("TCPTRACER_BACKEND").ok().and_then(|b| Backend::from_name(&b)).unwrap_or(Backend::Auto)
+}
+
+#[test]
+fn builder_yields_typed_events() {
+    let _g = serial();
+    require_root();
+    let mut t = Tracer::builder().backend(backend()).pid(pid()).start().expect("start");
+    let f = flow("[::1]:0", "[::1]", Close::Fin);
+    let (cp, sp) = (f.client.port(), f.server.port());
+    let mut got: Vec<Event> = Vec::new();
+    let t0 = Instant::now();
+    while got.len() < 4 && t0.elapsed() < Duration::from_secs(10) {
+        let lost = t
+            .poll(50, &mut |e| {
+                if (e.sport, e.dport) == (cp, sp) || (e.sport, e.dport) == (sp, cp) {
+                    got.push(*e)
+                }
+            })
+            .unwrap();
+        assert_eq!(lost, 0);
+    }
+    t.flush(&mut |e| got.push(*e));
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(got.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns), "time order");
+    let kinds: Vec<Option<Kind>> = got.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == Some(Kind::Close)).count(), 2);
+    assert!(kinds.contains(&Some(Kind::Connect)) && kinds.contains(&Some(Kind::Accept)));
+    for e in &got {
+        assert_eq!((e.pid, e.ip, e.uid, e.gid), (pid(), 6, 0, 0));
+        assert!(e.cgroup != 0, "the builder collects cgroup ids by default");
+        assert_eq!(e.saddr().to_string(), "::1");
+        let comm = if (e.kind == Some(Kind::Connect)) || (e.kind == Some(Kind::Close) && e.sport == cp) {
+            "tt-cli"
+        } else {
+            "tt-srv"
+        };
+        assert_eq!(e.comm(), comm.as_bytes(), "{e:?}");
+    }
+    drop(t);
+    assert_nothing_left();
+}
+
+#[test]
+fn builder_refuses_bad_values_before_touching_the_kernel() {
+    let e = Tracer::builder().port(0).start().err().unwrap();
+    assert_eq!(e.to_string(), "invalid port 0: must be between 1 and 65535");
+    let e = Tracer::builder().comm("a-name-that-is-too-long").start().err().unwrap();
+    assert!(e.to_string().contains("1 to 15 bytes"), "{e}");
+}
