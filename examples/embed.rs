@@ -30,7 +30,11 @@ fn main() {
                     e.sport,
                     e.daddr(),
                     e.dport,
-                    if e.kind == Some(Kind::Failed) { format!(" (errno {})", e.error) } else { String::new() }
+                    if e.kind == Some(Kind::Failed) {
+                        format!(" (errno {})", e.error)
+                    } else {
+                        String::new()
+                    }
                 );
             })
             .unwrap_or_else(|e| {

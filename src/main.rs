@@ -193,7 +193,9 @@ fn config(args: &Args) -> Config {
         die("-4 and -6 exclude each other: give one, or neither for both families");
     }
     if args.json {
-        for (set, flag) in [(args.verbose, "-v"), (args.timestamp, "-t"), (args.print_uid, "-U"), (args.wide, "-w")] {
+        for (set, flag) in
+            [(args.verbose, "-v"), (args.timestamp, "-t"), (args.print_uid, "-U"), (args.wide, "-w")]
+        {
             if set {
                 die(format!("--json cannot be combined with {flag}: JSON lines carry every field"));
             }
@@ -367,6 +369,16 @@ fn main() {
         Ok(t) => t,
         Err(e) => start_error(e, cfg.debug),
     };
+    if tracer.ring_pages < cfg.ring_pages {
+        // SAFETY: sysconf has no preconditions.
+        let kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize / 1024).max(1);
+        eprintln!(
+            "Note: perf rings cut to {} KiB per CPU (of {}) by the locked-memory limit; \
+             ulimit -l unlimited or CAP_IPC_LOCK allows more; bursts may be lost",
+            tracer.ring_pages * kib,
+            cfg.ring_pages * kib
+        );
+    }
     if let Some(w) = &wake {
         if let Err(e) = tracer.add_wake_fd(w.as_fd()) {
             die(e);

@@ -49,8 +49,25 @@ fn bad_input_gives_one_line_and_status_1() {
         (&["--btf", &foreign], "foreign byte order"),
         (&["--btf", "/proc/self/exe"], "no .BTF section"),
         (&["--btf", "/"], "BTF: /"),
+        (&["-4", "-6"], "-4 and -6 exclude each other"),
+        (&["--json", "-v"], "--json cannot be combined with -v"),
+        (&["--json", "-t"], "--json cannot be combined with -t"),
+        (&["--json", "-U"], "--json cannot be combined with -U"),
+        (&["--json", "-w"], "--json cannot be combined with -w"),
+        (&["--port", "0"], "invalid port 0"),
+        (&["--port", "65536"], "'--port' with value '65536'"),
+        (&["--port"], "--port"),
+        (&["--comm", ""], "invalid COMM \"\""),
+        (&["--comm", "sixteen-bytes-xx"], "1 to 15 bytes"),
+        (&["-u", "x"], "'-u' with value 'x'"),
+        (&["-u", "4294967295"], "invalid UID 4294967295"),
+        (&["--cgroup", "/nonexistent/cg"], "cgroup /nonexistent/cg: No such file or directory"),
+        (&["--cgroup", "/proc"], "cgroup /proc: not a cgroup v2 directory"),
     ];
-    for (args, want) in cases {
+    let ports: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
+    let many: Vec<&str> = ports.iter().flat_map(|p| ["--port", p.as_str()]).collect();
+    let many_ports = [(&many[..], "too many ports: at most 16")];
+    for (args, want) in cases.iter().chain(&many_ports) {
         let (code, out, err) = run(args);
         assert_eq!(code, 1, "{args:?}: status; stderr {err:?}");
         assert_eq!(out, "", "{args:?}: nothing on stdout");
@@ -70,7 +87,7 @@ fn help_goes_to_stdout_with_status_0() {
         let (code, out, err) = run(&[flag]);
         assert_eq!(code, 0);
         assert_eq!(err, "");
-        assert!(out.starts_with("Usage: tcptracer [-v] [-p <pid>] [-N <netns>]"), "{out}");
+        assert!(out.starts_with("Usage: tcptracer [-v] [-t] [-p <pid>] [-N <netns>] [-4] [-6]"), "{out}");
         for opt in ["--verbose", "--pid", "--netns", "--btf", "--backend", "--debug"] {
             assert!(out.contains(opt), "help lacks {opt}");
         }

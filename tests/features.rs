@@ -134,8 +134,8 @@ fn json_lines_carry_every_field_and_a_summary() {
         assert_eq!(
             keys,
             [
-                "type", "time", "mono_ns", "pid", "tid", "comm", "exe", "uid", "gid", "ip", "saddr",
-                "daddr", "sport", "dport", "netns", "cgroup"
+                "type", "time", "mono_ns", "pid", "tid", "comm", "exe", "uid", "gid", "ip", "saddr", "daddr",
+                "sport", "dport", "netns", "cgroup"
             ],
             "{v}"
         );
@@ -154,7 +154,11 @@ fn json_lines_carry_every_field_and_a_summary() {
     }
     let by = |ty: &str, comm: &str, ip: u64, sport: u16, dport: u16| {
         got.iter().any(|v| {
-            v["type"] == ty && v["comm"] == comm && v["ip"] == ip && v["sport"] == sport && v["dport"] == dport
+            v["type"] == ty
+                && v["comm"] == comm
+                && v["ip"] == ip
+                && v["sport"] == sport
+                && v["dport"] == dport
         })
     };
     for (f, ip, host) in [(f4, 4, "127.0.0.1"), (f6, 6, "::1")] {
@@ -184,11 +188,7 @@ fn timestamps_uid_and_exe_columns() {
     let exe = std::env::current_exe().unwrap().to_string_lossy().into_owned();
     // -t -U -w: TIME(s) %-9.3f, UID %-6d, the bcc columns, EXE.
     let t = Tracer::start(&["-t", "-U", "-w", "-p", &me]);
-    assert_eq!(
-        t.header,
-        format!("{:<9}{:<6} {} EXE", "TIME(s)", "UID", &line_header()),
-        "header"
-    );
+    assert_eq!(t.header, format!("{:<9}{:<6} {} EXE", "TIME(s)", "UID", &line_header()), "header");
     let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
     let got = t.collect(4, GRACE, |l| ports_match(&l[16..], f.client.port(), f.server.port()));
     assert_eq!(got.len(), 4, "{got:?}");
@@ -387,7 +387,8 @@ fn connect_errno(fd: &OwnedFd, port: u16) -> i32 {
 
 fn setsockopt_int(fd: &OwnedFd, level: i32, opt: i32, v: i32) {
     // SAFETY: valid socket and int option.
-    let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, &v as *const i32 as *const libc::c_void, 4) };
+    let r =
+        unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, &v as *const i32 as *const libc::c_void, 4) };
     assert_eq!(r, 0);
 }
 
@@ -438,7 +439,8 @@ fn failed_connects_with_their_error() {
     // A normal flow keeps its four lines, with "-" in ERROR.
     let fl = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
     let got = t.collect(4, GRACE, |l| ports_match(l, fl.client.port(), fl.server.port()));
-    let want: Vec<String> = flow_lines(&fl, 4, pid()).into_iter().map(|l| format!("{l} {:<12}", "-")).collect();
+    let want: Vec<String> =
+        flow_lines(&fl, 4, pid()).into_iter().map(|l| format!("{l} {:<12}", "-")).collect();
     assert_eq!(sorted(got), sorted(want));
     t.stop_clean();
 }

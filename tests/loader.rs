@@ -182,3 +182,106 @@ fn fexit_return_slot_comes_from_the_kernels_prototype() {
     assert_eq!(fexit_ret_slot(&btf, "tcp_v6_connect").unwrap(), 3);
     assert!(fexit_ret_slot(&btf, "no_such_function_tcpt").is_err());
 }
+
+/// The running kernel's (major, minor).
+fn kernel_version() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// Start the tracer as uid 0 with only `caps` (SECBIT_NOROOT: exec grants
+/// root nothing, the ambient set is all it gets) and RLIMIT_MEMLOCK of
+/// `memlock` bytes; stop it after its header. (exit status, stderr, header seen)
+fn run_least_privilege(caps: &'static [u32], memlock: u64) -> (Option<i32>, String, bool) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut cmd = Command::new(common::bin());
+    cmd.args(common::backend_args()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: memlock, rlim_max: memlock };
+            let mut hdr = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+            let mut data = [CapData::default(); 2];
+            let fail = libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0
+                || libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) != 0;
+            if fail {
+                return Err(std::io::Error::last_os_error());
+            }
+            for &c in caps {
+                data[(c / 32) as usize].inheritable |= 1 << (c % 32);
+            }
+            if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for &c in caps {
+                if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, c as u64, 0u64, 0u64) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // SECBIT_NOROOT | SECBIT_NOROOT_LOCKED
+            if libc::prctl(libc::PR_SET_SECUREBITS, 3u64, 0u64, 0u64, 0u64) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut header = false;
+    for l in out.lines().take(2) {
+        header = l.is_ok_and(|l| l.starts_with("T  PID"));
+    }
+    if header {
+        // SAFETY: signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), header)
+}
+
+/// Least privilege, on every VM kernel: CAP_BPF + CAP_PERFMON suffice where
+/// BPF memory is charged to the memory cgroup (5.11+); before that a low
+/// RLIMIT_MEMLOCK needs CAP_SYS_RESOURCE, and without it the error says so.
+/// A low limit also caps the perf rings (no CAP_IPC_LOCK): they shrink, with
+/// a note, instead of failing.
+#[test]
+fn least_privilege_and_a_low_memlock_limit() {
+    common::require_root();
+    const SYS_RESOURCE: u32 = 24;
+    const PERFMON: u32 = 38;
+    const BPF: u32 = 39;
+    let memcg = kernel_version() >= (5, 11);
+    let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024);
+    if memcg {
+        assert!(header && code == Some(0), "CAP_BPF+CAP_PERFMON on {:?}: {code:?} {err}", kernel_version());
+        assert!(err.contains("Note: perf rings cut to"), "{err}");
+    } else {
+        assert!(!header && code == Some(1), "{code:?} {err}");
+        assert!(err.contains("RLIMIT_MEMLOCK") && err.contains("CAP_SYS_RESOURCE"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let bounding = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = bounding.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap();
+    if u64::from_str_radix(bnd.trim(), 16).unwrap() & (1 << SYS_RESOURCE) == 0 {
+        eprintln!("CAP_SYS_RESOURCE is not in this container's bounding set: that case runs in the VM");
+        return;
+    }
+    let (code, err, header) = run_least_privilege(&[BPF, PERFMON, SYS_RESOURCE], 64 * 1024);
+    assert!(header && code == Some(0), "with CAP_SYS_RESOURCE: {code:?} {err}");
+    assert!(!err.contains("Note: perf rings"), "raising the limit gives full rings: {err}");
+}

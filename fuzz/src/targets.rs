@@ -552,11 +552,18 @@ fn format_event(data: &[u8], out: &mut Vec<u8>) {
     assert_eq!(e.is_some(), valid, "decode of {} bytes, ip {:?}", data.len(), data.get(49));
     let Some(e) = e else { return };
     assert!(e.comm().len() <= 16 && !e.comm().contains(&0));
-    assert_eq!(&encode(&e)[..], &data[..EVENT_SIZE].iter().enumerate().map(|(i, &b)| match i {
-        48 if e.kind.is_none() => 9,
-        60..=63 => 0,
-        _ => b,
-    }).collect::<Vec<u8>>()[..]);
+    assert_eq!(
+        &encode(&e)[..],
+        &data[..EVENT_SIZE]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| match i {
+                48 if e.kind.is_none() => 9,
+                60..=63 => 0,
+                _ => b,
+            })
+            .collect::<Vec<u8>>()[..]
+    );
     let exe: &[u8] = b"/usr/bin/x";
     for (verbose, netns_filter, extra) in
         [(false, false, false), (true, false, false), (true, true, true), (false, true, true)]

@@ -95,7 +95,11 @@ impl Fake {
         assert!(!more);
         (got, st, c)
     }
-    fn drain_some(&self, scratch: &mut Vec<u8>, limit: usize) -> (Vec<Got>, DrainStats, Option<Corrupt>, bool) {
+    fn drain_some(
+        &self,
+        scratch: &mut Vec<u8>,
+        limit: usize,
+    ) -> (Vec<Got>, DrainStats, Option<Corrupt>, bool) {
         let mut got = Vec::new();
         let (st, c, more) = self.view().drain(scratch, limit, &mut |r| {
             got.push(match r {

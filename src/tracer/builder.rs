@@ -183,8 +183,7 @@ pub fn comm(name: &[u8]) -> Result<[u8; 16], Error> {
 /// The cgroup v2 id of a cgroup directory: its inode number.
 pub fn cgroup_id(path: &Path) -> Result<u64, Error> {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| bad(format!("cgroup {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cgroup {}: {e}", path.display())))?;
     let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| bad(format!("cgroup {}: NUL in path", path.display())))?;

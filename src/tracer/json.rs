@@ -470,6 +470,16 @@ mod tests {
             v
         });
         assert!(s.ends_with(",\"error\":\"999\",\"errno\":999}\n"), "{s}");
+
+        // Abandoned by the task itself: no error.
+        e.error = 0;
+        let s = line(&e, OFFSET, None, {
+            let mut v = serde_json::from_str::<Value>(&s).unwrap();
+            v["error"] = Value::Null;
+            v["errno"] = json!(0);
+            v
+        });
+        assert!(s.ends_with(",\"error\":null,\"errno\":0}\n"), "{s}");
     }
 
     #[test]

@@ -192,6 +192,9 @@ pub struct Tracer {
     reader: PerfReader,
     _events: Map,
     pub backend: Backend,
+    /// Pages per perf ring: `Config::ring_pages`, or fewer where the
+    /// locked-memory limit did not allow that many.
+    pub ring_pages: usize,
     held: order::Reorder,
     reorder_ns: u64,
     /// Per ring: records remain after this pass / last stamp read.
@@ -309,7 +312,7 @@ impl Tracer {
         }
         let t_load = t0.elapsed();
 
-        let reader = PerfReader::open(&crate::perf::online_cpus()?, cfg.ring_pages, cfg.watermark)?;
+        let (reader, ring_pages) = open_rings(cfg)?;
         for (cpu, fd) in reader.fds() {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
             events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
@@ -357,6 +360,7 @@ impl Tracer {
             reader,
             _events: events,
             backend: kind,
+            ring_pages,
             held: order::Reorder::default(),
             reorder_ns: cfg.reorder_ns,
             unfinished: Vec::new(),
@@ -457,6 +461,28 @@ impl Tracer {
     /// only while `kernel.bpf_stats_enabled` is 1).
     pub fn prog_stats(&self) -> Vec<crate::loader::info::ProgInfo> {
         self.progs.iter().filter_map(|p| crate::loader::info::prog_info(p.as_fd()).ok()).collect()
+    }
+}
+
+/// Smallest ring tried when locked memory is short (64 KiB with 4 KiB pages).
+const MIN_RING_PAGES: usize = 16;
+
+/// The perf rings and their pages, halved in size while mmap says EPERM:
+/// the memory perf may lock beyond `perf_event_mlock_kb` per CPU is bounded
+/// by RLIMIT_MEMLOCK unless the caller has CAP_IPC_LOCK.
+fn open_rings(cfg: &Config) -> Result<(PerfReader, usize), Error> {
+    let cpus = crate::perf::online_cpus()?;
+    let mut pages = cfg.ring_pages;
+    loop {
+        match PerfReader::open(&cpus, pages, cfg.watermark) {
+            Err(PerfError::Mmap { source, .. })
+                if source.raw_os_error() == Some(libc::EPERM) && pages > MIN_RING_PAGES =>
+            {
+                pages /= 2;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(r) => return Ok((r, pages)),
+        }
     }
 }
 

@@ -233,6 +233,10 @@ fn task_block(a: &mut Asm, base: i16, pid_tgid: Option<Reg>, f: &Filters) {
         a.st(Size::DW, Reg::R10, base + 8, 0);
         a.st(Size::DW, Reg::R10, base + 16, 0);
     }
+    // Some kernels (6.1) copy the name without padding the rest: zero it
+    // first, so the comm filter and the map value see NUL padding.
+    a.st(Size::DW, Reg::R10, base + 24, 0);
+    a.st(Size::DW, Reg::R10, base + 32, 0);
     stack_ptr(a, Reg::R1, base + 24);
     a.mov64_imm(Reg::R2, 16);
     a.call(Helper::GetCurrentComm);
