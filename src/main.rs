@@ -282,7 +282,18 @@ fn start_error(e: Error, debug: bool) -> ! {
     };
     // SAFETY: trivial syscall.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root && (tracefs || matches!(errno, Some(libc::EPERM) | Some(libc::EACCES))) {
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(0);
+    let perf_denied = msg.contains("perf_event_open") && msg.contains("(os error 13)");
+    if perf_denied && paranoid > 2 {
+        // Debian's level 3: only CAP_SYS_ADMIN may open perf events.
+        msg.push_str(&format!(
+            "; kernel.perf_event_paranoid is {paranoid}: above 2 this kernel lets only CAP_SYS_ADMIN \
+             open perf events (sysctl kernel.perf_event_paranoid=2 lets CAP_PERFMON)"
+        ));
+    } else if !root && (tracefs || matches!(errno, Some(libc::EPERM) | Some(libc::EACCES))) {
         msg.push_str("; run tcptracer as root (it needs CAP_BPF, CAP_PERFMON and tracefs)");
     } else if matches!(errno, Some(libc::EPERM)) && !verifier {
         msg.push_str(

@@ -219,8 +219,50 @@ fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
     }
 }
 
+/// What one probe's attachments are.
+#[derive(Default)]
+struct Attached {
+    bpf: Vec<BpfLink>,
+    perf: Vec<PerfLink>,
+    kprobes: Vec<Kprobe>,
+}
+
+/// Load one probe's program and attach it everywhere it goes; also the
+/// load time in ms.
+fn load_and_attach(
+    cfg: &Config,
+    p: &backend::Probe,
+    tracefs: &Arc<Tracefs>,
+) -> Result<(Prog, Attached, f64), Error> {
+    let t = Instant::now();
+    let spec = ProgSpec {
+        name: p.name,
+        prog_type: p.prog_type,
+        expected_attach_type: p.attach_type(),
+        attach_btf_id: p.btf_id(),
+        insns: p.program.insns(),
+        want_log: cfg.debug,
+    };
+    let prog = load(cfg, spec, &p.program)?;
+    let load_ms = ms(t.elapsed());
+    let mut a = Attached::default();
+    match &p.hook {
+        backend::Hook::BtfId { .. } => a.bpf.push(attach::raw_tracepoint(&prog, None, &p.what)?),
+        backend::Hook::Tracepoints(tps) => {
+            for (cat, name) in tps {
+                a.perf.push(attach::tracepoint(tracefs, &prog, cat, name)?);
+            }
+        }
+        backend::Hook::Kprobes(fns) => {
+            for (func, ret) in fns {
+                a.kprobes.push(kprobe::attach(&prog, func, *ret, tracefs, cfg.kprobe_tracefs)?);
+            }
+        }
+    }
+    Ok((prog, a, load_ms))
+}
+
 fn load(cfg: &Config, spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
-    debug_log(cfg, || format!("program {} ({} insns):\n{program}", spec.name, program.len()));
     match prog::load(&spec) {
         Ok(p) => {
             debug_log(cfg, || format!("verifier log for {}:\n{}", spec.name, p.log.trim_end()));
@@ -298,20 +340,7 @@ impl Tracer {
         drop(kernel_btf);
         let t_build = t0.elapsed();
 
-        let mut progs = Vec::new();
-        for p in &probes {
-            let spec = ProgSpec {
-                name: p.name,
-                prog_type: p.prog_type,
-                expected_attach_type: p.attach_type(),
-                attach_btf_id: p.btf_id(),
-                insns: p.program.insns(),
-                want_log: cfg.debug,
-            };
-            progs.push(load(cfg, spec, &p.program)?);
-        }
-        let t_load = t0.elapsed();
-
+        // The rings are in the events map before any program can fire.
         let (reader, ring_pages) = open_rings(cfg)?;
         for (cpu, fd) in reader.fds() {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
@@ -321,31 +350,41 @@ impl Tracer {
             let n = kprobe::remove_stale(&tracefs);
             debug_log(cfg, || format!("removed {n} kprobe_events entries of dead tracers"));
         }
-        let (mut bpf_links, mut perf_links, mut kprobes) = (Vec::new(), Vec::new(), Vec::new());
-        for (p, prog) in probes.iter().zip(&progs) {
-            match &p.hook {
-                backend::Hook::BtfId { .. } => bpf_links.push(attach::raw_tracepoint(prog, None, &p.what)?),
-                backend::Hook::Tracepoints(tps) => {
-                    for (cat, name) in tps {
-                        perf_links.push(attach::tracepoint(&tracefs, prog, cat, name)?);
-                    }
-                }
-                backend::Hook::Kprobes(fns) => {
-                    for (func, ret) in fns {
-                        kprobes.push(kprobe::attach(prog, func, *ret, &tracefs, cfg.kprobe_tracefs)?);
-                    }
-                }
-            }
+        let t_rings = t0.elapsed();
+        for p in &probes {
+            debug_log(cfg, || format!("program {} ({} insns):\n{}", p.name, p.program.len(), p.program));
+        }
+        // Each program is verified and attached in a thread of its own: the
+        // verifier runs on every CPU, and attaching waits (RCU grace periods,
+        // code patching) overlap instead of adding up.
+        let done: Vec<Result<(Prog, Attached, f64), Error>> = std::thread::scope(|s| {
+            let tracefs = &tracefs;
+            let handles: Vec<_> =
+                probes.iter().map(|p| s.spawn(move || load_and_attach(cfg, p, tracefs))).collect();
+            handles.into_iter().map(|h| h.join().expect("load thread")).collect()
+        });
+        let (mut bpf_links, mut perf_links, mut kprobes, mut progs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut slowest_load: f64 = 0.0;
+        for r in done {
+            let (prog, a, load_ms) = r?;
+            slowest_load = slowest_load.max(load_ms);
+            progs.push(prog);
+            bpf_links.extend(a.bpf);
+            perf_links.extend(a.perf);
+            kprobes.extend(a.kprobes);
         }
         let t_attach = t0.elapsed();
         debug_log(cfg, || {
             format!(
-                "backend {}; phases: btf {:.2} ms, build {:.2} ms, load {:.2} ms, attach {:.2} ms",
+                "backend {}; phases: btf {:.2} ms, build {:.2} ms, rings {:.2} ms, load+attach {:.2} ms \
+                 (slowest load {:.2} ms)",
                 kind.name(),
                 ms(t_btf),
                 ms(t_build - t_btf),
-                ms(t_load - t_build),
-                ms(t_attach - t_load)
+                ms(t_rings - t_build),
+                ms(t_attach - t_rings),
+                slowest_load
             )
         });
         Ok(Tracer {
