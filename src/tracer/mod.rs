@@ -241,9 +241,11 @@ fn load_and_attach(
         expected_attach_type: p.attach_type(),
         attach_btf_id: p.btf_id(),
         insns: p.program.insns(),
-        want_log: cfg.debug,
+        // A log makes the verifier several times slower: timed loads go
+        // without; --debug fetches the logs afterwards (verifier_logs).
+        want_log: false,
     };
-    let prog = load(cfg, spec, &p.program)?;
+    let prog = load(spec, &p.program)?;
     let load_ms = ms(t.elapsed());
     let mut a = Attached::default();
     match &p.hook {
@@ -262,13 +264,25 @@ fn load_and_attach(
     Ok((prog, a, load_ms))
 }
 
-fn load(cfg: &Config, spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
-    match prog::load(&spec) {
-        Ok(p) => {
-            debug_log(cfg, || format!("verifier log for {}:\n{}", spec.name, p.log.trim_end()));
-            Ok(p)
+fn load(spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
+    prog::load(&spec).map_err(|e| Error::Load { source: e, disasm: Some(program.to_string()) })
+}
+
+/// `--debug`: load each program once more, with a log, and print the log.
+fn verifier_logs(probes: &[backend::Probe]) {
+    for p in probes {
+        let spec = ProgSpec {
+            name: p.name,
+            prog_type: p.prog_type,
+            expected_attach_type: p.attach_type(),
+            attach_btf_id: p.btf_id(),
+            insns: p.program.insns(),
+            want_log: true,
+        };
+        match prog::load(&spec) {
+            Ok(prog) => eprintln!("verifier log for {}:\n{}", p.name, prog.log.trim_end()),
+            Err(e) => eprintln!("verifier log for {}: {e}", p.name),
         }
-        Err(e) => Err(Error::Load { source: e, disasm: Some(program.to_string()) }),
     }
 }
 
@@ -365,26 +379,29 @@ impl Tracer {
         });
         let (mut bpf_links, mut perf_links, mut kprobes, mut progs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut slowest_load: f64 = 0.0;
-        for r in done {
+        let mut loads = Vec::new();
+        for (r, p) in done.into_iter().zip(&probes) {
             let (prog, a, load_ms) = r?;
-            slowest_load = slowest_load.max(load_ms);
+            loads.push(format!("{} {load_ms:.2}", p.name));
             progs.push(prog);
             bpf_links.extend(a.bpf);
             perf_links.extend(a.perf);
             kprobes.extend(a.kprobes);
         }
         let t_attach = t0.elapsed();
+        if cfg.debug {
+            verifier_logs(&probes);
+        }
         debug_log(cfg, || {
             format!(
                 "backend {}; phases: btf {:.2} ms, build {:.2} ms, rings {:.2} ms, load+attach {:.2} ms \
-                 (slowest load {:.2} ms)",
+                 (loads in ms: {})",
                 kind.name(),
                 ms(t_btf),
                 ms(t_build - t_btf),
                 ms(t_rings - t_build),
                 ms(t_attach - t_rings),
-                slowest_load
+                loads.join(", ")
             )
         });
         Ok(Tracer {
