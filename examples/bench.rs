@@ -948,6 +948,12 @@ fn one_debug_start(cfg: &Cfg, s: &mut Startup) -> R<()> {
     Ok(())
 }
 
+/// Pause before each start. A tracepoint's first attach after its last
+/// detach waits for an RCU grace period (`tp_rcu_cond_sync`), 10-15 ms
+/// under the background load: back-to-back starts measure the previous
+/// run's exit, not a start.
+const START_GAP: Duration = Duration::from_secs(1);
+
 fn startup(cfg: &Cfg) -> R<Startup> {
     let mut s = Startup::default();
     for _ in 0..cfg.starts {
@@ -962,12 +968,14 @@ fn startup(cfg: &Cfg) -> R<Startup> {
     std::thread::sleep(Duration::from_millis(200));
     for i in 0..cfg.starts {
         progress(format!("start-up {}/{}", i + 1, cfg.starts));
+        std::thread::sleep(START_GAP);
         if let Err(e) = one_start(cfg, &mut s) {
             s.errors.push(e);
         }
     }
     for i in 0..5 {
         progress(format!("start-up with --debug {}/5", i + 1));
+        std::thread::sleep(START_GAP);
         if let Err(e) = one_debug_start(cfg, &mut s) {
             s.errors.push(e);
         }
@@ -1440,7 +1448,8 @@ fn report(
     let _ = writeln!(
         w,
         "\n## Start-up and exit\n\n{} starts of tcptracer (no --debug) under a 1k conn/s background load \
-         (1 load thread); times from spawn.\n",
+         (1 load thread), 1 s apart (a start right after a stop waits for an RCU grace period in \
+         the tracepoint attach, 10-15 ms here); times from spawn.\n",
         cfg.starts
     );
     match s {

@@ -24,7 +24,24 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub struct PerfLink {
     fd: OwnedFd,
     what: String,
+    /// The BPF link when attached through BPF_LINK_CREATE (5.15+), whose
+    /// info carries a kprobe's missed-hit count (6.7+).
+    bpf_link: Option<OwnedFd>,
 }
+
+/// `union bpf_attr` for BPF_LINK_CREATE (zero tail: no cookie).
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    tail: [u64; 4],
+}
+
+/// `enum bpf_attach_type` BPF_PERF_EVENT.
+const ATTACH_PERF_EVENT: u32 = 41;
 
 impl Drop for PerfLink {
     fn drop(&mut self) {
@@ -35,12 +52,38 @@ impl Drop for PerfLink {
 impl PerfLink {
     /// Hand `prog` to the perf event `fd` (a tracepoint or kprobe) and enable it.
     pub fn attach(fd: OwnedFd, prog: &Prog, what: String) -> Result<PerfLink, LoadError> {
-        let link = PerfLink { fd, what };
+        let link = PerfLink { fd, what, bpf_link: None };
         sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_SET_BPF, prog.raw_fd() as u64)
             .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_SET_BPF({})", link.what), e))?;
-        sys::ioctl(link.fd.as_raw_fd(), sys::PERF_EVENT_IOC_ENABLE, 0)
-            .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_ENABLE({})", link.what), e))?;
-        Ok(link)
+        link.enable()
+    }
+
+    /// Attach through a BPF link (BPF_LINK_CREATE) where the kernel has
+    /// them for perf events (5.15+), else as [`PerfLink::attach`].
+    pub fn attach_with_link(fd: OwnedFd, prog: &Prog, what: String) -> Result<PerfLink, LoadError> {
+        let mut attr = LinkCreateAttr {
+            prog_fd: prog.raw_fd() as u32,
+            target_fd: fd.as_raw_fd() as u32,
+            attach_type: ATTACH_PERF_EVENT,
+            ..Default::default()
+        };
+        match sys::bpf_fd(sys::Cmd::LinkCreate, &mut attr) {
+            Ok(l) => PerfLink { fd, what, bpf_link: Some(l) }.enable(),
+            Err(_) => PerfLink::attach(fd, prog, what),
+        }
+    }
+
+    fn enable(self) -> Result<PerfLink, LoadError> {
+        sys::ioctl(self.fd.as_raw_fd(), sys::PERF_EVENT_IOC_ENABLE, 0)
+            .map_err(|e| LoadError::call(format!("PERF_EVENT_IOC_ENABLE({})", self.what), e))?;
+        Ok(self)
+    }
+
+    /// Hits the kernel missed on this kprobe (`None`: this kernel does not
+    /// say: no BPF link, or its info has no kprobe fields, before 6.6).
+    pub fn kprobe_missed(&self) -> Option<u64> {
+        use std::os::fd::AsFd;
+        super::info::perf_link_kprobe_missed(self.bpf_link.as_ref()?.as_fd())
     }
 
     pub fn what(&self) -> &str {

@@ -96,3 +96,13 @@ pub fn map_names() -> Result<Vec<String>, LoadError> {
     }
     Ok(out)
 }
+
+/// `struct bpf_link_info` of a perf-event link to a kprobe: type 7
+/// (BPF_LINK_TYPE_PERF_EVENT) at 0, perf event type at 16 (3 kprobe, 4
+/// kretprobe; filled since 6.6), `kprobe.missed` at 48 (6.7+).
+pub fn perf_link_kprobe_missed(fd: BorrowedFd) -> Option<u64> {
+    let mut buf = [0u8; 64];
+    obj_info(fd, &mut buf).ok()?;
+    let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
+    (u32_at(0) == 7 && matches!(u32_at(16), 3 | 4)).then(|| u64_at(&buf, 48))
+}

@@ -104,7 +104,7 @@ fn attach_pmu(prog: &Prog, pmu: u32, symbol: &str, ret: bool) -> Result<Kprobe, 
         }
         _ => LoadError::call(format!("perf_event_open({w})"), e),
     })?;
-    let link = PerfLink::attach(fd, prog, w)?;
+    let link = PerfLink::attach_with_link(fd, prog, w)?;
     Ok(Kprobe { link: Some(link), legacy: None })
 }
 
@@ -125,14 +125,20 @@ fn attach_legacy(prog: &Prog, symbol: &str, ret: bool, tracefs: &Arc<Tracefs>) -
     Ok(probe)
 }
 
-/// Hits the kernel missed on our legacy (tracefs) kprobes, from
-/// `kprobe_profile` ("<event> <hits> <nmissed>" per line). PMU kprobes
-/// expose no such counter to this loader: they count as 0.
+/// Hits the kernel missed on our kprobes: legacy (tracefs) ones from
+/// `kprobe_profile` ("<event> <hits> <nmissed>" per line), PMU ones from
+/// their BPF link's info (6.7+; before that they count as 0).
 pub fn missed(probes: &[Kprobe]) -> u64 {
+    let pmu: u64 = probes.iter().filter_map(|k| k.link.as_ref()?.kprobe_missed()).sum();
     let legacy: Vec<&(Arc<Tracefs>, String)> = probes.iter().filter_map(|k| k.legacy.as_ref()).collect();
-    let Some((tracefs, _)) = legacy.first() else { return 0 };
-    let Ok(text) = std::fs::read_to_string(tracefs.root().join("kprobe_profile")) else { return 0 };
-    parse_missed(&text, legacy.iter().map(|(_, n)| n.as_str()))
+    let Some((tracefs, _)) = legacy.first() else { return pmu };
+    let Ok(text) = std::fs::read_to_string(tracefs.root().join("kprobe_profile")) else { return pmu };
+    pmu + parse_missed(&text, legacy.iter().map(|(_, n)| n.as_str()))
+}
+
+/// Does this kernel tell how many hits of `k` it missed?
+pub fn counts_missed(k: &Kprobe) -> bool {
+    k.legacy.is_some() || k.link.as_ref().is_some_and(|l| l.kprobe_missed().is_some())
 }
 
 pub fn parse_missed<'a>(profile: &str, names: impl Iterator<Item = &'a str> + Clone) -> u64 {

@@ -88,7 +88,7 @@ impl Default for Config {
             ring_pages: 256,
             watermark: 16 * 1024,
             kprobe_tracefs: false,
-            reorder_ns: 10_000_000,
+            reorder_ns: 2_000_000,
         }
     }
 }
@@ -228,12 +228,12 @@ struct Attached {
 }
 
 /// Load one probe's program and attach it everywhere it goes; also the
-/// load time in ms.
+/// load and attach times in ms.
 fn load_and_attach(
     cfg: &Config,
     p: &backend::Probe,
     tracefs: &Arc<Tracefs>,
-) -> Result<(Prog, Attached, f64), Error> {
+) -> Result<(Prog, Attached, (f64, f64)), Error> {
     let t = Instant::now();
     let spec = ProgSpec {
         name: p.name,
@@ -261,7 +261,7 @@ fn load_and_attach(
             }
         }
     }
-    Ok((prog, a, load_ms))
+    Ok((prog, a, (load_ms, ms(t.elapsed()) - load_ms)))
 }
 
 fn load(spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
@@ -371,7 +371,7 @@ impl Tracer {
         // Each program is verified and attached in a thread of its own: the
         // verifier runs on every CPU, and attaching waits (RCU grace periods,
         // code patching) overlap instead of adding up.
-        let done: Vec<Result<(Prog, Attached, f64), Error>> = std::thread::scope(|s| {
+        let done: Vec<Result<(Prog, Attached, (f64, f64)), Error>> = std::thread::scope(|s| {
             let tracefs = &tracefs;
             let handles: Vec<_> =
                 probes.iter().map(|p| s.spawn(move || load_and_attach(cfg, p, tracefs))).collect();
@@ -381,8 +381,8 @@ impl Tracer {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut loads = Vec::new();
         for (r, p) in done.into_iter().zip(&probes) {
-            let (prog, a, load_ms) = r?;
-            loads.push(format!("{} {load_ms:.2}", p.name));
+            let (prog, a, (load_ms, attach_ms)) = r?;
+            loads.push(format!("{} load {load_ms:.2} ms, attach {attach_ms:.2} ms", p.name));
             progs.push(prog);
             bpf_links.extend(a.bpf);
             perf_links.extend(a.perf);
@@ -394,14 +394,14 @@ impl Tracer {
         }
         debug_log(cfg, || {
             format!(
-                "backend {}; phases: btf {:.2} ms, build {:.2} ms, rings {:.2} ms, load+attach {:.2} ms \
-                 (loads in ms: {})",
+                "backend {}; phases: btf {:.2} ms, build {:.2} ms, rings {:.2} ms, load+attach {:.2} ms\n\
+                 in parallel: {}",
                 kind.name(),
                 ms(t_btf),
                 ms(t_build - t_btf),
                 ms(t_rings - t_build),
                 ms(t_attach - t_rings),
-                loads.join(", ")
+                loads.join("; ")
             )
         });
         Ok(Tracer {
