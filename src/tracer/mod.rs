@@ -219,21 +219,19 @@ fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
     }
 }
 
-/// What one probe's attachments are.
-#[derive(Default)]
-struct Attached {
+/// One probe's loaded program and attachments, and how long each took (ms).
+struct Loaded {
+    prog: Prog,
     bpf: Vec<BpfLink>,
     perf: Vec<PerfLink>,
     kprobes: Vec<Kprobe>,
+    load_ms: f64,
+    attach_ms: f64,
 }
 
 /// Load one probe's program and attach it everywhere it goes; also the
 /// load and attach times in ms.
-fn load_and_attach(
-    cfg: &Config,
-    p: &backend::Probe,
-    tracefs: &Arc<Tracefs>,
-) -> Result<(Prog, Attached, (f64, f64)), Error> {
+fn load_and_attach(cfg: &Config, p: &backend::Probe, tracefs: &Arc<Tracefs>) -> Result<Loaded, Error> {
     let t = Instant::now();
     let spec = ProgSpec {
         name: p.name,
@@ -247,21 +245,24 @@ fn load_and_attach(
     };
     let prog = load(spec, &p.program)?;
     let load_ms = ms(t.elapsed());
-    let mut a = Attached::default();
+    let mut a =
+        Loaded { prog, bpf: Vec::new(), perf: Vec::new(), kprobes: Vec::new(), load_ms, attach_ms: 0.0 };
+    let prog = &a.prog;
     match &p.hook {
-        backend::Hook::BtfId { .. } => a.bpf.push(attach::raw_tracepoint(&prog, None, &p.what)?),
+        backend::Hook::BtfId { .. } => a.bpf.push(attach::raw_tracepoint(prog, None, &p.what)?),
         backend::Hook::Tracepoints(tps) => {
             for (cat, name) in tps {
-                a.perf.push(attach::tracepoint(tracefs, &prog, cat, name)?);
+                a.perf.push(attach::tracepoint(tracefs, prog, cat, name)?);
             }
         }
         backend::Hook::Kprobes(fns) => {
             for (func, ret) in fns {
-                a.kprobes.push(kprobe::attach(&prog, func, *ret, tracefs, cfg.kprobe_tracefs)?);
+                a.kprobes.push(kprobe::attach(prog, func, *ret, tracefs, cfg.kprobe_tracefs)?);
             }
         }
     }
-    Ok((prog, a, (load_ms, ms(t.elapsed()) - load_ms)))
+    a.attach_ms = ms(t.elapsed()) - load_ms;
+    Ok(a)
 }
 
 fn load(spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
@@ -371,7 +372,7 @@ impl Tracer {
         // Each program is verified and attached in a thread of its own: the
         // verifier runs on every CPU, and attaching waits (RCU grace periods,
         // code patching) overlap instead of adding up.
-        let done: Vec<Result<(Prog, Attached, (f64, f64)), Error>> = std::thread::scope(|s| {
+        let done: Vec<Result<Loaded, Error>> = std::thread::scope(|s| {
             let tracefs = &tracefs;
             let handles: Vec<_> =
                 probes.iter().map(|p| s.spawn(move || load_and_attach(cfg, p, tracefs))).collect();
@@ -381,9 +382,9 @@ impl Tracer {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut loads = Vec::new();
         for (r, p) in done.into_iter().zip(&probes) {
-            let (prog, a, (load_ms, attach_ms)) = r?;
-            loads.push(format!("{} load {load_ms:.2} ms, attach {attach_ms:.2} ms", p.name));
-            progs.push(prog);
+            let a = r?;
+            loads.push(format!("{} load {:.2} ms, attach {:.2} ms", p.name, a.load_ms, a.attach_ms));
+            progs.push(a.prog);
             bpf_links.extend(a.bpf);
             perf_links.extend(a.perf);
             kprobes.extend(a.kprobes);
