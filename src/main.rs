@@ -380,6 +380,12 @@ fn main() {
         Ok(t) => t,
         Err(e) => start_error(e, cfg.debug),
     };
+    if !tracer.kprobe_misses_counted() {
+        eprintln!(
+            "Note: this kernel does not count missed hits of kprobes made through the kprobe PMU \
+             (it does from 6.6); TCPTRACER_KPROBE_TRACEFS=1 uses tracefs kprobes, whose misses are counted"
+        );
+    }
     if tracer.ring_pages < cfg.ring_pages {
         // SAFETY: sysconf has no preconditions.
         let kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize / 1024).max(1);

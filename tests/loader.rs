@@ -135,7 +135,7 @@ fn kprobes_through_pmu_and_tracefs_fire_and_clean_up() {
         assert_eq!(listed, if legacy { 2 } else { 0 }, "{}", kprobe_events());
         // Missed hits: tracefs kprobes in kprobe_profile; PMU kprobes in
         // their BPF link's info, which has kprobe fields from 6.6 on.
-        let counted = legacy || kernel_version() >= (6, 6);
+        let counted = legacy || common::kernel_version() >= (6, 6);
         assert_eq!(kprobe::counts_missed(&k), counted, "entry probe, legacy {legacy}");
         assert_eq!(kprobe::counts_missed(&r), counted, "return probe, legacy {legacy}");
         connect_once();
@@ -186,13 +186,6 @@ fn fexit_return_slot_comes_from_the_kernels_prototype() {
     assert_eq!(fexit_ret_slot(&btf, "tcp_v4_connect").unwrap(), 3);
     assert_eq!(fexit_ret_slot(&btf, "tcp_v6_connect").unwrap(), 3);
     assert!(fexit_ret_slot(&btf, "no_such_function_tcpt").is_err());
-}
-
-/// The running kernel's (major, minor).
-fn kernel_version() -> (u32, u32) {
-    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut it = r.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 /// Start the tracer as uid 0 with only `caps` (SECBIT_NOROOT: exec grants
@@ -302,10 +295,14 @@ fn least_privilege_and_a_low_memlock_limit() {
     } else {
         None
     };
-    let memcg = kernel_version() >= (5, 11);
+    let memcg = common::kernel_version() >= (5, 11);
     let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024);
     if memcg {
-        assert!(header && code == Some(0), "CAP_BPF+CAP_PERFMON on {:?}: {code:?} {err}", kernel_version());
+        assert!(
+            header && code == Some(0),
+            "CAP_BPF+CAP_PERFMON on {:?}: {code:?} {err}",
+            common::kernel_version()
+        );
         assert!(err.contains("Note: perf rings cut to"), "{err}");
     } else {
         assert!(!header && code == Some(1), "{code:?} {err}");

@@ -331,7 +331,7 @@ fn sigterm_exits_zero_and_closed_pipe_exits_quietly() {
     assert!(st.success(), "{st:?}");
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert_eq!(err, "");
+    assert_eq!(expected_notes(&err), "");
     assert_nothing_left();
 }
 

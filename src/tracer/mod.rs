@@ -201,6 +201,9 @@ pub struct Tracer {
     unfinished: Vec<(bool, u64)>,
 }
 
+/// Longest wait while events are held for ordering, in ms.
+pub const HELD_WAIT_MS: i32 = 10;
+
 /// Records read from one ring per pass before the others are read.
 const PER_PASS: usize = 1024;
 /// Passes per drain (64 Ki records per ring: several full rings).
@@ -430,13 +433,17 @@ impl Tracer {
         Ok(self.reader.add_wake_fd(fd)?)
     }
 
-    /// Wait up to `timeout_ms` for the rings to pass their watermark (less
-    /// while events are held for ordering).
+    /// Wait up to `timeout_ms` for the rings to pass their watermark; while
+    /// events are held for ordering, at most [`HELD_WAIT_MS`] (or the
+    /// window, if longer). Waking once per window instead would cost the
+    /// reader more than formatting does (0.95 vs 0.40 µs per event at 40k
+    /// events/s with a 2 ms window).
     pub fn wait(&mut self, timeout_ms: i32) -> Result<Wake, Error> {
         let mut timeout = timeout_ms;
         if !self.held.is_empty() {
             let window_ms = self.reorder_ns.div_ceil(1_000_000).min(i32::MAX as u64) as i32;
-            timeout = if timeout < 0 { window_ms } else { timeout.min(window_ms) };
+            let cap = window_ms.max(HELD_WAIT_MS);
+            timeout = if timeout < 0 { cap } else { timeout.min(cap) };
         }
         Ok(self.reader.wait(timeout)?)
     }
@@ -495,6 +502,13 @@ impl Tracer {
     /// Hand out every held event (at the end of tracing).
     pub fn flush(&mut self, on_event: &mut dyn FnMut(&Event)) -> usize {
         self.held.release(u64::MAX, on_event)
+    }
+
+    /// Whether every kprobe's missed hits are counted in
+    /// [`KernelLosses::kprobe_missed`] (PMU kprobes: from 6.6; tracefs
+    /// kprobes: always). True for backends without kprobes.
+    pub fn kprobe_misses_counted(&self) -> bool {
+        self.kprobes.iter().all(kprobe::counts_missed)
     }
 
     /// What the kernel side lost so far (cumulative).
