@@ -232,9 +232,8 @@ struct Loaded {
     attach_ms: f64,
 }
 
-/// Load one probe's program and attach it everywhere it goes; also the
-/// load and attach times in ms.
-fn load_and_attach(cfg: &Config, p: &backend::Probe, tracefs: &Arc<Tracefs>) -> Result<Loaded, Error> {
+/// Load one probe's program (timed, in ms).
+fn load_probe(p: &backend::Probe) -> Result<(Prog, f64), Error> {
     let t = Instant::now();
     let spec = ProgSpec {
         name: p.name,
@@ -247,7 +246,17 @@ fn load_and_attach(cfg: &Config, p: &backend::Probe, tracefs: &Arc<Tracefs>) -> 
         want_log: false,
     };
     let prog = load(spec, &p.program)?;
-    let load_ms = ms(t.elapsed());
+    Ok((prog, ms(t.elapsed())))
+}
+
+/// Attach a loaded probe everywhere it goes.
+fn attach_probe(
+    cfg: &Config,
+    p: &backend::Probe,
+    (prog, load_ms): (Prog, f64),
+    tracefs: &Arc<Tracefs>,
+) -> Result<Loaded, Error> {
+    let t = Instant::now();
     let mut a =
         Loaded { prog, bpf: Vec::new(), perf: Vec::new(), kprobes: Vec::new(), load_ms, attach_ms: 0.0 };
     let prog = &a.prog;
@@ -264,7 +273,7 @@ fn load_and_attach(cfg: &Config, p: &backend::Probe, tracefs: &Arc<Tracefs>) -> 
             }
         }
     }
-    a.attach_ms = ms(t.elapsed()) - load_ms;
+    a.attach_ms = ms(t.elapsed());
     Ok(a)
 }
 
@@ -308,23 +317,22 @@ impl Tracer {
     pub fn start(cfg: &Config) -> Result<Tracer, Error> {
         builder::check(cfg)?;
         let t0 = Instant::now();
-        let btf = match &cfg.btf {
-            Some(p) => Btf::from_file(p)?,
-            None => Btf::kernel()?,
-        };
+        crate::loader::raise_memlock();
+        // The BTF is parsed in a thread while tracefs, the maps and the
+        // rings, which do not need it, are set up.
+        let (btf, setup, t_btf, t_setup) = std::thread::scope(|s| {
+            let h = s.spawn(|| (load_btf(cfg), t0.elapsed()));
+            let setup = Setup::new(cfg);
+            let t_setup = t0.elapsed();
+            let (btf, t_btf) = h.join().expect("btf thread");
+            (btf, setup, t_btf, t_setup)
+        });
+        let (btf, kernel_btf) = btf?;
+        let Setup { tracefs, cpus, events, conns, stats, reader, ring_pages } = setup?;
         // Offsets come from `btf`; ids for attaching by BTF id must be the
         // running kernel's own, which differ when --btf names another file.
-        let kernel_btf = if cfg.btf.is_some() { Btf::kernel().ok() } else { None };
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
-        btf.prefetch(backend::BTF_NAMES);
-        if let Some(k) = &kernel_btf {
-            k.prefetch(backend::BTF_NAMES);
-        }
-        let t_btf = t0.elapsed();
-        crate::loader::raise_memlock();
-        // Privileges first: without them every later check fails for that reason.
-        drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
-        let tracefs = Arc::new(Tracefs::open()?);
+        let t_ready = t0.elapsed();
         let kind = match cfg.backend {
             Backend::Auto => features::pick(ids, &tracefs),
             b => b,
@@ -333,10 +341,6 @@ impl Tracer {
         if cfg.backend != Backend::Auto || kind == Backend::Tracepoint {
             features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
         }
-        let cpus = crate::perf::possible_cpu_count()?;
-        let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
-        let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
-        let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
         let inflight = match kind {
             Backend::Kprobe => Some(Map::create(MapType::LruHash, "tcpt_inflight", 8, 8, INFLIGHT_MAX)?),
             _ => None,
@@ -356,36 +360,31 @@ impl Tracer {
         let probes = backend::build(kind, &cx)?;
         drop(btf);
         drop(kernel_btf);
-        let t_build = t0.elapsed();
-
-        // The rings are in the events map before any program can fire.
-        let (reader, ring_pages) = open_rings(cfg)?;
-        for (cpu, fd) in reader.fds() {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
-            events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
-        }
         if kind == Backend::Kprobe {
             let n = kprobe::remove_stale(&tracefs);
             debug_log(cfg, || format!("removed {n} kprobe_events entries of dead tracers"));
         }
-        let t_rings = t0.elapsed();
+        let t_build = t0.elapsed();
         for p in &probes {
             debug_log(cfg, || format!("program {} ({} insns):\n{}", p.name, p.program.len(), p.program));
         }
-        // Each program is verified and attached in a thread of its own: the
-        // verifier runs on every CPU, and attaching waits (RCU grace periods,
-        // code patching) overlap instead of adding up.
-        let done: Vec<Result<Loaded, Error>> = std::thread::scope(|s| {
-            let tracefs = &tracefs;
-            let handles: Vec<_> =
-                probes.iter().map(|p| s.spawn(move || load_and_attach(cfg, p, tracefs))).collect();
+        // Each program is verified in a thread of its own (the verifier runs
+        // on every CPU); they are attached one after the other. (Attaching in
+        // parallel too, the 6.12 guest once died of an int3 Oops on the
+        // syscall-exit path while two threads enabled tracepoints.)
+        let loaded: Vec<Result<(Prog, f64), Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = probes.iter().map(|p| s.spawn(move || load_probe(p))).collect();
             handles.into_iter().map(|h| h.join().expect("load thread")).collect()
         });
         let (mut bpf_links, mut perf_links, mut kprobes, mut progs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut loads = Vec::new();
-        for (r, p) in done.into_iter().zip(&probes) {
-            let a = r?;
+        let mut ready = Vec::new();
+        for r in loaded {
+            ready.push(r?);
+        }
+        for (r, p) in ready.into_iter().zip(&probes) {
+            let a = attach_probe(cfg, p, r, &tracefs)?;
             loads.push(format!("{} load {:.2} ms, attach {:.2} ms", p.name, a.load_ms, a.attach_ms));
             progs.push(a.prog);
             bpf_links.extend(a.bpf);
@@ -398,13 +397,13 @@ impl Tracer {
         }
         debug_log(cfg, || {
             format!(
-                "backend {}; phases: btf {:.2} ms, build {:.2} ms, rings {:.2} ms, load+attach {:.2} ms\n\
-                 in parallel: {}",
+                "backend {}; phases: btf {:.2} ms, setup {:.2} ms, build {:.2} ms, load+attach {:.2} ms\n\
+                 btf and setup (tracefs, maps, rings) run in parallel; so do the loads: {}",
                 kind.name(),
                 ms(t_btf),
-                ms(t_build - t_btf),
-                ms(t_rings - t_build),
-                ms(t_attach - t_rings),
+                ms(t_setup),
+                ms(t_build - t_ready),
+                ms(t_attach - t_build),
                 loads.join("; ")
             )
         });
@@ -532,6 +531,51 @@ impl Tracer {
     /// only while `kernel.bpf_stats_enabled` is 1).
     pub fn prog_stats(&self) -> Vec<crate::loader::info::ProgInfo> {
         self.progs.iter().filter_map(|p| crate::loader::info::prog_info(p.as_fd()).ok()).collect()
+    }
+}
+
+/// The kernel BTF (or `--btf`'s, with the running kernel's for attach ids),
+/// with the types the probes use indexed.
+fn load_btf(cfg: &Config) -> Result<(Btf, Option<Btf>), Error> {
+    let btf = match &cfg.btf {
+        Some(p) => Btf::from_file(p)?,
+        None => Btf::kernel()?,
+    };
+    let kernel_btf = if cfg.btf.is_some() { Btf::kernel().ok() } else { None };
+    btf.prefetch(backend::BTF_NAMES);
+    if let Some(k) = &kernel_btf {
+        k.prefetch(backend::BTF_NAMES);
+    }
+    Ok((btf, kernel_btf))
+}
+
+/// What every backend needs besides the BTF.
+struct Setup {
+    tracefs: Arc<Tracefs>,
+    cpus: u32,
+    events: Map,
+    conns: Map,
+    stats: Map,
+    reader: PerfReader,
+    ring_pages: usize,
+}
+
+impl Setup {
+    fn new(cfg: &Config) -> Result<Setup, Error> {
+        // Privileges first: without them every later check fails for that reason.
+        drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
+        let tracefs = Arc::new(Tracefs::open()?);
+        let cpus = crate::perf::possible_cpu_count()?;
+        let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
+        let conns = Map::create(MapType::LruHash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
+        let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
+        // The rings are in the events map before any program can fire.
+        let (reader, ring_pages) = open_rings(cfg)?;
+        for (cpu, fd) in reader.fds() {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
+            events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
+        }
+        Ok(Setup { tracefs, cpus, events, conns, stats, reader, ring_pages })
     }
 }
 
