@@ -11,22 +11,8 @@
 //! (`"error":null,"errno":0` when the task closed the socket first).
 
 use super::event::{Event, Kind, UNKNOWN_ID};
+pub use super::output::push_u64;
 use super::output::{push_ipv4, push_ipv6, push_u32};
-
-/// Append `v` in decimal.
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
-}
 
 /// Append `v` in decimal, zero-padded to `width` digits.
 fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {

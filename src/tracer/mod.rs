@@ -12,7 +12,7 @@ pub mod order;
 pub mod output;
 pub mod probes;
 
-use crate::asm::{AsmError, Program};
+use crate::asm::AsmError;
 use crate::btf::{Btf, BtfError};
 use crate::loader::attach::{self, BpfLink, PerfLink};
 use crate::loader::kprobe::{self, Kprobe};
@@ -232,20 +232,26 @@ struct Loaded {
     attach_ms: f64,
 }
 
-/// Load one probe's program (timed, in ms).
+impl backend::Probe {
+    fn spec(&self, want_log: bool) -> ProgSpec<'_> {
+        ProgSpec {
+            name: self.name,
+            prog_type: self.prog_type,
+            expected_attach_type: self.attach_type(),
+            attach_btf_id: self.btf_id(),
+            insns: self.program.insns(),
+            want_log,
+        }
+    }
+}
+
+/// Load one probe's program (timed, in ms). A log makes the verifier
+/// several times slower: these loads go without; --debug fetches the logs
+/// afterwards (verifier_logs).
 fn load_probe(p: &backend::Probe) -> Result<(Prog, f64), Error> {
     let t = Instant::now();
-    let spec = ProgSpec {
-        name: p.name,
-        prog_type: p.prog_type,
-        expected_attach_type: p.attach_type(),
-        attach_btf_id: p.btf_id(),
-        insns: p.program.insns(),
-        // A log makes the verifier several times slower: timed loads go
-        // without; --debug fetches the logs afterwards (verifier_logs).
-        want_log: false,
-    };
-    let prog = load(spec, &p.program)?;
+    let prog = prog::load(&p.spec(false))
+        .map_err(|e| Error::Load { source: e, disasm: Some(p.program.to_string()) })?;
     Ok((prog, ms(t.elapsed())))
 }
 
@@ -277,22 +283,10 @@ fn attach_probe(
     Ok(a)
 }
 
-fn load(spec: ProgSpec, program: &Program) -> Result<Prog, Error> {
-    prog::load(&spec).map_err(|e| Error::Load { source: e, disasm: Some(program.to_string()) })
-}
-
 /// `--debug`: load each program once more, with a log, and print the log.
 fn verifier_logs(probes: &[backend::Probe]) {
     for p in probes {
-        let spec = ProgSpec {
-            name: p.name,
-            prog_type: p.prog_type,
-            expected_attach_type: p.attach_type(),
-            attach_btf_id: p.btf_id(),
-            insns: p.program.insns(),
-            want_log: true,
-        };
-        match prog::load(&spec) {
+        match prog::load(&p.spec(true)) {
             Ok(prog) => eprintln!("verifier log for {}:\n{}", p.name, prog.log.trim_end()),
             Err(e) => eprintln!("verifier log for {}: {e}", p.name),
         }

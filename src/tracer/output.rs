@@ -171,8 +171,13 @@ fn pad_to(out: &mut Vec<u8>, start: usize, width: usize) {
     }
 }
 
-pub fn push_u32(out: &mut Vec<u8>, mut v: u32) {
-    let mut tmp = [0u8; 10];
+pub fn push_u32(out: &mut Vec<u8>, v: u32) {
+    push_u64(out, v as u64)
+}
+
+/// Append `v` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     loop {
         i -= 1;
