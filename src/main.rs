@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 use tcptracer::loader::LoadError;
+use tcptracer::perf::PerfError;
 use tcptracer::tracer::event::{Event, Kind};
 use tcptracer::tracer::exe::ExeCache;
 use tcptracer::tracer::json;
@@ -286,7 +287,13 @@ fn start_error(e: Error, debug: bool) -> ! {
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .unwrap_or(0);
-    let perf_denied = msg.contains("perf_event_open") && msg.contains("(os error 13)");
+    let perf_denied = match &e {
+        Error::Perf(PerfError::Open { source, .. }) => source.raw_os_error() == Some(libc::EACCES),
+        Error::Load { source: LoadError::Call { call, source }, .. } => {
+            call.starts_with("perf_event_open") && source.raw_os_error() == Some(libc::EACCES)
+        }
+        _ => false,
+    };
     if perf_denied && paranoid > 2 {
         // Debian's level 3: only CAP_SYS_ADMIN may open perf events.
         msg.push_str(&format!(

@@ -10,6 +10,7 @@
 //! Failed connects add `"error":"ECONNREFUSED","errno":111` after `cgroup`
 //! (`"error":null,"errno":0` when the task closed the socket first).
 
+use super::clock_ns;
 use super::event::{Event, Kind, UNKNOWN_ID};
 pub use super::output::push_u64;
 use super::output::{push_ipv4, push_ipv6, push_u32};
@@ -240,14 +241,6 @@ pub fn summary(out: &mut Vec<u8>, s: &Summary, unix_ns: i64) {
         push_u64(out, v);
     }
     out.extend_from_slice(b"}\n");
-}
-
-#[allow(clippy::unnecessary_cast)] // time_t and c_long are i32 on some targets
-fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid timespec to write to.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
 }
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC in ns: add it to a monotonic timestamp
