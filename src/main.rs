@@ -210,7 +210,8 @@ fn config(args: &Args) -> Config {
         .failed(args.failed)
         .task_ids(args.json || args.print_uid)
         .debug(args.debug)
-        .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"));
+        .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"))
+        .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"));
     if let Some(p) = &args.btf {
         b = b.btf(p);
     }
@@ -352,6 +353,7 @@ fn check(cfg: &Config) -> ! {
 fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
     let causes = [
         (now.output_failed - before.output_failed, "events: BPF output failed"),
+        (now.ring_full - before.ring_full, "events: ring buffer full"),
         (now.untracked - before.untracked, "sockets untracked: map update failed"),
     ];
     for (n, what) in causes {
@@ -393,7 +395,7 @@ fn main() {
              (it does from 6.6); TCPTRACER_KPROBE_TRACEFS=1 uses tracefs kprobes, whose misses are counted"
         );
     }
-    if tracer.ring_pages < cfg.ring_pages {
+    if !tracer.ringbuf && tracer.ring_pages < cfg.ring_pages {
         // SAFETY: sysconf has no preconditions.
         let kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize / 1024).max(1);
         eprintln!(
@@ -435,7 +437,8 @@ fn main() {
     let mut last_check = Instant::now();
     // The rings wake us at their watermark; below it we poll: every 10 ms
     // while events flow, backing off to 100 ms when idle, so a trickle is
-    // printed promptly without a wakeup per event.
+    // printed promptly without a wakeup per event. An event held for time
+    // order is printed as soon as its window has passed.
     let mut timeout = 1;
     loop {
         let stopping = STOP.load(Ordering::Relaxed);
@@ -452,7 +455,11 @@ fn main() {
         }
         p.flush();
         let events = *r.as_ref().unwrap_or(&0);
-        timeout = if events == 0 { (timeout * 2).min(100) } else { 10 };
+        timeout = match (events, tracer.next_release_ms()) {
+            (0, None) => (timeout * 2).min(100),
+            (0, Some(ms)) => ms,
+            _ => 10,
+        };
         if lost > 0 {
             lost_total += lost;
             eprintln!("Possibly lost {lost} events");
@@ -471,7 +478,7 @@ fn main() {
         }
     }
     if args.json {
-        p.counts.lost_perf = lost_total;
+        p.counts.lost_perf = lost_total + kernel.ring_full;
         p.counts.lost_kernel = kernel.total();
         let unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -479,11 +486,12 @@ fn main() {
         json::summary(&mut p.buf, &p.counts, unix_ns);
         p.flush();
     }
-    if lost_total + kernel.total() > 0 || cfg.debug {
+    let full = lost_total + kernel.ring_full;
+    if full + kernel.total() > 0 || cfg.debug {
         eprintln!(
-            "tcptracer: lost {} events in all: {lost_total} in full perf rings, {} in the kernel \
+            "tcptracer: lost {} events in all: {full} in full buffers, {} in the kernel \
              (output failed {}, sockets untracked {}); skipped by the kernel: {} probe runs, {} kprobe hits",
-            lost_total + kernel.total(),
+            full + kernel.total(),
             kernel.total(),
             kernel.output_failed,
             kernel.untracked,

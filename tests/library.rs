@@ -53,6 +53,43 @@ fn builder_yields_typed_events() {
 }
 
 #[test]
+fn a_full_ring_buffer_counts_every_lost_event() {
+    let _g = serial();
+    require_root();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // One page per CPU: a ring buffer of a few pages, far fewer than the
+    // events; only this port's events reach it (filtered in the kernel).
+    let mut t =
+        Tracer::builder().backend(backend()).port(port).ring_pages(1).ringbuf(true).start().expect("start");
+    assert!(t.ringbuf, "every kernel tested has the BPF ring buffer");
+    const N: u64 = 300;
+    for _ in 0..N {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        drop(s); // X (FIN_WAIT1), then the client's X (LAST_ACK)
+        drop(c);
+    }
+    let mut got = 0u64;
+    let t0 = Instant::now();
+    loop {
+        let before = got;
+        let lost = t.poll(50, &mut |_| got += 1).unwrap();
+        assert_eq!(lost, 0, "no perf LOST records from a ring buffer");
+        if got == before && t0.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+    }
+    t.flush(&mut |_| got += 1);
+    let k = t.kernel_losses();
+    assert!(got > 0 && k.ring_full > 0, "delivered {got}, ring full {}", k.ring_full);
+    assert_eq!(got + k.ring_full, 4 * N, "every event delivered or counted lost: {k:?}");
+    assert_eq!(k.total(), 0, "{k:?}");
+    drop(t);
+    assert_nothing_left();
+}
+
+#[test]
 fn builder_refuses_bad_values_before_touching_the_kernel() {
     let e = Tracer::builder().port(0).start().err().unwrap();
     assert_eq!(e.to_string(), "invalid port 0: must be between 1 and 65535");

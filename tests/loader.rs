@@ -191,7 +191,7 @@ fn fexit_return_slot_comes_from_the_kernels_prototype() {
 /// Start the tracer as uid 0 with only `caps` (SECBIT_NOROOT: exec grants
 /// root nothing, the ambient set is all it gets) and RLIMIT_MEMLOCK of
 /// `memlock` bytes; stop it after its header. (exit status, stderr, header seen)
-fn run_least_privilege(caps: &'static [u32], memlock: u64) -> (Option<i32>, String, bool) {
+fn run_least_privilege(caps: &'static [u32], memlock: u64, ringbuf: bool) -> (Option<i32>, String, bool) {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
@@ -209,6 +209,9 @@ fn run_least_privilege(caps: &'static [u32], memlock: u64) -> (Option<i32>, Stri
     }
     let mut cmd = Command::new(common::bin());
     cmd.args(common::backend_args()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if ringbuf {
+        cmd.env("TCPTRACER_RINGBUF", "1");
+    }
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -287,7 +290,7 @@ fn least_privilege_and_a_low_memlock_limit() {
     let have_sys_resource = u64::from_str_radix(bnd.trim(), 16).unwrap() & (1 << SYS_RESOURCE) != 0;
     let all: &'static [u32] = if have_sys_resource { &[BPF, PERFMON, SYS_RESOURCE] } else { &[BPF, PERFMON] };
     let _restore = if std::fs::read_to_string(Paranoid::FILE).unwrap().trim() == "3" {
-        let (code, err, header) = run_least_privilege(all, u64::MAX);
+        let (code, err, header) = run_least_privilege(all, u64::MAX, false);
         assert!(!header && code == Some(1), "paranoid 3: {code:?} {err}");
         assert!(err.contains("kernel.perf_event_paranoid is 3"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -296,14 +299,19 @@ fn least_privilege_and_a_low_memlock_limit() {
         None
     };
     let memcg = common::kernel_version() >= (5, 11);
-    let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024);
+    let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, false);
     if memcg {
         assert!(
             header && code == Some(0),
             "CAP_BPF+CAP_PERFMON on {:?}: {code:?} {err}",
             common::kernel_version()
         );
+        // Perf rings beyond perf_event_mlock_kb count against RLIMIT_MEMLOCK.
         assert!(err.contains("Note: perf rings cut to"), "{err}");
+        // The ring buffer is charged to the memory cgroup, not RLIMIT_MEMLOCK.
+        let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, true);
+        assert!(header && code == Some(0), "ring buffer: {code:?} {err}");
+        assert!(!err.contains("Note: perf rings"), "{err}");
     } else {
         assert!(!header && code == Some(1), "{code:?} {err}");
         assert!(err.contains("RLIMIT_MEMLOCK") && err.contains("CAP_SYS_RESOURCE"), "{err}");
@@ -313,7 +321,7 @@ fn least_privilege_and_a_low_memlock_limit() {
         eprintln!("CAP_SYS_RESOURCE is not in this container's bounding set: that case runs in the VM");
         return;
     }
-    let (code, err, header) = run_least_privilege(&[BPF, PERFMON, SYS_RESOURCE], 64 * 1024);
+    let (code, err, header) = run_least_privilege(&[BPF, PERFMON, SYS_RESOURCE], 64 * 1024, false);
     assert!(header && code == Some(0), "with CAP_SYS_RESOURCE: {code:?} {err}");
     assert!(!err.contains("Note: perf rings"), "raising the limit gives full rings: {err}");
 }

@@ -26,6 +26,26 @@ fn ipv4_connect_accept_close() {
 }
 
 #[test]
+fn the_ring_buffer_carries_the_same_lines() {
+    // TCPTRACER_RINGBUF=1: one BPF ring buffer instead of per-CPU perf rings.
+    let _g = serial();
+    let mut cmd = Command::new(bin());
+    cmd.args(backend_args()).arg("--debug").env("TCPTRACER_RINGBUF", "1");
+    let t = Tracer::spawn(cmd);
+    for rst in [false, true] {
+        let close = || if rst { Close::Rst } else { Close::Fin };
+        expect_flow(&t, "127.0.0.1:0", "127.0.0.1", 4, close());
+        expect_flow(&t, "[::1]:0", "[::1]", 6, close());
+    }
+    assert_eq!(conns_entries_for(t.child.id(), pid()), 0, "conns entries left behind");
+    let (status, err) = t.stop();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("call bpf_ringbuf_output#130"), "the programs write the ring buffer:\n{err}");
+    assert!(!err.contains("bpf_perf_event_output"), "{err}");
+    assert_nothing_left();
+}
+
+#[test]
 fn ipv6_connect_accept_close() {
     check_flow(&[], "[::1]:0", "[::1]", 6, Close::Fin);
 }
@@ -399,6 +419,8 @@ fn check_reports_features_and_auto_follows_them() {
 fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
     use tcptracer::loader::Map;
     let _g = serial();
+    // Per-CPU perf rings, the default (the ring buffer's loss, a full
+    // ring, is in tests/library.rs).
     let t = Tracer::start(&[]);
     // Empty the perf event array: bpf_perf_event_output then fails (-ENOENT)
     // in the kernel, where no perf LOST record can see it.
@@ -416,7 +438,7 @@ fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
     assert!(live.contains("Possibly lost 4 events: BPF output failed"), "{live}");
     let (status, err) = t.stop();
     assert!(status.success());
-    assert!(err.contains("tcptracer: lost 4 events in all: 0 in full perf rings, 4 in the kernel"), "{err}");
+    assert!(err.contains("tcptracer: lost 4 events in all: 0 in full buffers, 4 in the kernel"), "{err}");
     assert_nothing_left();
 }
 

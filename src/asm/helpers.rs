@@ -34,13 +34,15 @@ pub enum Helper {
     RingbufReserve = 131,
     RingbufSubmit = 132,
     RingbufDiscard = 133,
+    /// `(map, flags)`: `BPF_RB_AVAIL_DATA` (0) = bytes queued.
+    RingbufQuery = 134,
     /// 5.11+.
     GetCurrentTaskBtf = 158,
 }
 
 impl Helper {
     /// Every variant.
-    pub const ALL: [Helper; 22] = [
+    pub const ALL: [Helper; 23] = [
         Helper::MapLookupElem,
         Helper::MapUpdateElem,
         Helper::MapDeleteElem,
@@ -62,6 +64,7 @@ impl Helper {
         Helper::RingbufReserve,
         Helper::RingbufSubmit,
         Helper::RingbufDiscard,
+        Helper::RingbufQuery,
         Helper::GetCurrentTaskBtf,
     ];
 
@@ -99,6 +102,7 @@ impl Helper {
             Helper::RingbufReserve => "bpf_ringbuf_reserve",
             Helper::RingbufSubmit => "bpf_ringbuf_submit",
             Helper::RingbufDiscard => "bpf_ringbuf_discard",
+            Helper::RingbufQuery => "bpf_ringbuf_query",
             Helper::GetCurrentTaskBtf => "bpf_get_current_task_btf",
         }
     }

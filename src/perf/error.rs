@@ -43,6 +43,20 @@ pub enum PerfError {
         size: u64,
         avail: u64,
     },
+    /// The ring buffer's size must be a power of two of at least a page.
+    BadRingSize(usize),
+    /// mmap of the BPF ring buffer (`what`: which part).
+    RingMmap {
+        what: &'static str,
+        len: usize,
+        source: io::Error,
+    },
+    /// A BPF ring buffer record header that cannot be right (resynchronised).
+    RingCorrupt {
+        pos: u64,
+        size: u64,
+        avail: u64,
+    },
     Read {
         path: &'static str,
         source: io::Error,
@@ -74,6 +88,12 @@ impl fmt::Display for PerfError {
                 f,
                 "perf ring (cpu {cpu}): corrupt record at position {pos} (size {size}, {avail} bytes available)"
             ),
+            Self::BadRingSize(n) => write!(f, "ring buffer size {n} bytes: not a power of two of at least a page"),
+            Self::RingMmap { what, len, source } => write!(f, "mmap ring buffer ({what}, {len} bytes): {source}"),
+            Self::RingCorrupt { pos, size, avail } => write!(
+                f,
+                "ring buffer: corrupt record at position {pos} (size {size}, {avail} bytes available)"
+            ),
             Self::Read { path, source } => write!(f, "read {path}: {source}"),
             Self::CpuList { path, input, reason } => {
                 if let Some(p) = path {
@@ -90,6 +110,7 @@ impl std::error::Error for PerfError {
         match self {
             Self::Open { source, .. }
             | Self::Mmap { source, .. }
+            | Self::RingMmap { source, .. }
             | Self::Ioctl { source, .. }
             | Self::Epoll { source, .. }
             | Self::Read { source, .. } => Some(source),

@@ -11,7 +11,11 @@
 //! body may wrap past the end of the data area: such a record is copied into
 //! one reusable scratch buffer, every other record is handed out in place.
 //! Borrowed slices never outlive the drain that produced them.
+//!
+//! The same reader also drains a BPF ring buffer (`bpfring.rs`): one ring
+//! for all CPUs, which kernels from 5.8 offer and the tracer prefers.
 
+mod bpfring;
 mod cpus;
 mod error;
 mod reader;
@@ -23,7 +27,7 @@ mod root_tests;
 
 pub use cpus::{online_cpus, parse_cpu_list, possible_cpu_count};
 pub use error::PerfError;
-pub use reader::PerfReader;
+pub use reader::{page_size, PerfReader};
 #[doc(hidden)]
 pub use ring::drain_buffer;
 

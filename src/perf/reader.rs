@@ -4,6 +4,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
 
+use super::bpfring::BpfRing;
 use super::ring::{data_layout, RingView, DATA_OFFSET, DATA_SIZE};
 use super::{DrainStats, PerfError, Record, Wake};
 use crate::loader::sys::{
@@ -114,6 +115,8 @@ impl Ring {
 /// a trickle of events is only seen by draining after a timeout).
 pub struct PerfReader {
     rings: Vec<Ring>,
+    /// A BPF ring buffer instead of perf rings (ring index 0).
+    bpf: Option<BpfRing>,
     epoll: OwnedFd,
     events: Vec<libc::epoll_event>,
     scratch: Vec<u8>,
@@ -147,6 +150,26 @@ impl PerfReader {
         Ok(r)
     }
 
+    /// Read the BPF ring buffer map `fd` of `size` bytes (max_entries)
+    /// instead of perf rings: one ring, woken by the programs themselves
+    /// (`BPF_RB_FORCE_WAKEUP`).
+    pub fn open_ringbuf(fd: BorrowedFd<'_>, size: usize) -> Result<PerfReader, PerfError> {
+        let mut r = PerfReader::empty()?;
+        r.bpf = Some(BpfRing::open(fd, size, page_size())?);
+        epoll_add(&r.epoll, fd.as_raw_fd(), 0).map_err(|source| PerfError::Epoll {
+            call: "epoll_ctl(ring buffer)",
+            cpu: None,
+            source,
+        })?;
+        r.events.resize(2, libc::epoll_event { events: 0, u64: 0 });
+        Ok(r)
+    }
+
+    /// The BPF ring buffer's size, if this reads one (not perf rings).
+    pub fn ringbuf_size(&self) -> Option<usize> {
+        self.bpf.as_ref().map(|b| b.size())
+    }
+
     /// A reader with no rings (only the epoll set).
     fn empty() -> Result<PerfReader, PerfError> {
         // SAFETY: plain syscall; the result is checked.
@@ -157,6 +180,7 @@ impl PerfReader {
         }
         Ok(PerfReader {
             rings: Vec::new(),
+            bpf: None,
             epoll: owned_fd(ep),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 1],
             scratch: Vec::with_capacity(MAX_RECORD),
@@ -217,7 +241,7 @@ impl PerfReader {
     pub fn drain(&mut self, f: &mut dyn FnMut(Record<'_>)) -> Result<DrainStats, PerfError> {
         let mut total = DrainStats::default();
         let mut err = None;
-        for i in 0..self.rings.len() {
+        for i in 0..self.ring_count() {
             let (stats, r) = self.drain_ring(i, usize::MAX, f);
             total += stats;
             if let Err(e) = r {
@@ -227,9 +251,9 @@ impl PerfReader {
         err.map_or(Ok(total), Err)
     }
 
-    /// How many rings there are (one per online CPU).
+    /// How many rings there are (one per online CPU, or the one ring buffer).
     pub fn ring_count(&self) -> usize {
-        self.rings.len()
+        self.rings.len() + usize::from(self.bpf.is_some())
     }
 
     /// Hand up to `limit` records of ring `i` to `f`; `Ok(true)` when
@@ -240,6 +264,14 @@ impl PerfReader {
         limit: usize,
         f: &mut dyn FnMut(Record<'_>),
     ) -> (DrainStats, Result<bool, PerfError>) {
+        if let Some(b) = &self.bpf {
+            let (stats, corrupt, more) = b.view.drain(&mut self.scratch, limit, f);
+            let r = match corrupt {
+                Some(c) => Err(PerfError::RingCorrupt { pos: c.pos, size: c.size, avail: c.avail }),
+                None => Ok(more),
+            };
+            return (stats, r);
+        }
         let ring = &self.rings[i];
         let (stats, corrupt, more) = ring.view.drain(&mut self.scratch, limit, f);
         let r = match corrupt {
@@ -250,7 +282,7 @@ impl PerfReader {
     }
 }
 
-fn page_size() -> usize {
+pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
         n if n > 0 => n as usize,

@@ -93,9 +93,19 @@ impl Builder {
         self.cfg.filters.task_ids = on;
         self
     }
-    /// Perf ring pages per CPU (a power of two).
+    /// Ring pages per CPU (a power of two; see [`Config::ring_pages`]).
     pub fn ring_pages(mut self, pages: usize) -> Self {
         self.cfg.ring_pages = pages;
+        self
+    }
+    /// Queued bytes that wake the reader (0: an eighth of the ring).
+    pub fn watermark(mut self, bytes: u32) -> Self {
+        self.cfg.watermark = bytes;
+        self
+    }
+    /// The BPF ring buffer (5.8+) instead of per-CPU perf rings.
+    pub fn ringbuf(mut self, on: bool) -> Self {
+        self.cfg.ringbuf = on;
         self
     }
     /// How long events are held to come out in time order (0: per drain only).

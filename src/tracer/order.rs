@@ -1,5 +1,7 @@
 //! Time order across CPUs: each perf ring is per CPU, so events are held
 //! until no ring can still deliver an older one, then released sorted.
+//! (The ring buffer is one ring in reservation order; stamps taken just
+//! before reserving may still cross between CPUs, and the window covers it.)
 //!
 //! An event stamped before the drain started may still be in flight in
 //! its program (stamped, not yet committed): the window covers that gap.
@@ -22,6 +24,11 @@ impl Reorder {
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// The oldest stamp held.
+    pub fn oldest(&self) -> Option<u64> {
+        self.pending.iter().map(|e| e.ts_ns).min()
     }
 
     /// Hand out, oldest first, every held event stamped at or before `cutoff`.

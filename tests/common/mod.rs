@@ -428,9 +428,9 @@ pub fn expect_flow(t: &Tracer, listen: &str, connect: &str, ip: u8, close: Close
 pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {
     use tcptracer::loader::Map;
     use tcptracer::tracer::probes::CONN_VALUE_SIZE as VAL;
-    // LRU hash (9) with 8-byte keys and task-block values: tcpt_conns.
+    // Hash (1) with 8-byte keys and task-block values: tcpt_conns.
     let ids: Vec<u32> =
-        maps_of(tracer_pid).into_iter().filter(|m| (m.0, m.1, m.2) == (9, 8, VAL)).map(|m| m.3).collect();
+        maps_of(tracer_pid).into_iter().filter(|m| (m.0, m.1, m.2) == (1, 8, VAL)).map(|m| m.3).collect();
     assert_eq!(ids.len(), 1, "expected one conns map among the tracer's fds");
     let map = Map::from_id(ids[0], 8, VAL).unwrap();
     let mut n = 0;

@@ -1,9 +1,11 @@
 //! The BPF programs, written in the `asm` DSL with offsets from BTF.
 //!
 //! Every backend shares one design:
-//! - `conns` (LRU hash) maps a `struct sock *` to {pid_tgid, comm} of the
+//! - `conns` (hash) maps a `struct sock *` to {pid_tgid, comm} of the
 //!   task that connected or accepted it: filled in process context, read
-//!   when the connection establishes (C) or is closed from softirq (X).
+//!   when the connection establishes (C) or is closed from softirq (X),
+//!   deleted at its X. `closed` (LRU hash) marks sockets whose X went out
+//!   without an owner (see `mark_closed`).
 //! - C: a connect that reaches ESTABLISHED from SYN_SENT, with the task
 //!   recorded when it started (tracepoint: the CLOSE→SYN_SENT transition;
 //!   kprobe/fentry: entry of `tcp_v{4,6}_connect`, undone by its return or
@@ -38,7 +40,15 @@ pub const CONN_VALUE_SIZE: u32 = (off::KIND - off::TASK) as u32;
 /// Slots of the per-CPU `stats` array: failures counted in the kernel.
 pub const STAT_OUTPUT_FAILED: i32 = 0;
 pub const STAT_CONN_UPDATE_FAILED: i32 = 1;
-pub const STATS: u32 = 2;
+/// `bpf_ringbuf_output` found the ring buffer full.
+pub const STAT_RING_FULL: i32 = 2;
+pub const STATS: u32 = 3;
+
+/// Bytes one event takes in the ring buffer (8-byte header + event).
+pub const RINGBUF_RECORD: i32 = 8 + EVENT_SIZE as i32;
+const BPF_RB_NO_WAKEUP: i32 = 1;
+const BPF_RB_FORCE_WAKEUP: i32 = 2;
+const BPF_RB_AVAIL_DATA: i32 = 0;
 
 // TCP states (include/net/tcp_states.h).
 const ESTABLISHED: i32 = 1;
@@ -87,6 +97,12 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// Whether any filter on the event's task is set (an unknown owner
+    /// never passes one).
+    fn on_task(&self) -> bool {
+        self.pid.is_some() || self.uid.is_some() || self.cgroup.is_some() || self.comm.is_some()
+    }
+
     fn ids(&self) -> bool {
         self.task_ids || self.uid.is_some() || self.cgroup.is_some()
     }
@@ -95,8 +111,15 @@ impl Filters {
 /// Map fds the programs reference.
 #[derive(Clone, Copy, Debug)]
 pub struct MapFds {
+    /// A `RINGBUF` map (`ringbuf`), else a `PERF_EVENT_ARRAY`.
     pub events: i32,
+    /// With a ring buffer: wake the reader when the queued bytes reach the
+    /// first value; a record finding up to the second queued still wakes
+    /// it (several CPUs may step over the first together).
+    pub ringbuf: Option<(u32, u32)>,
     pub conns: i32,
+    /// sk → 1: sockets whose X went out without a known owner (an LRU hash).
+    pub closed: i32,
     /// pid_tgid → sk between kprobe entry and return (kprobe backend only).
     pub inflight: Option<i32>,
     /// Per-CPU u64 counters, indexed by the `STAT_*` slots.
@@ -116,9 +139,11 @@ pub enum Mem {
 pub enum Sport {
     /// `skc_num` (host order), read with the other sock_common fields.
     Num,
-    /// `inet_sock.inet_sport` (network order) through probe_read_kernel:
-    /// needed where `inet_put_port()` may already have zeroed `skc_num`.
-    InetSport,
+    /// `skc_num`, unless the TCP state in this register is CLOSE or
+    /// `skc_num` is 0: then `inet_sock.inet_sport` (network order) through
+    /// probe_read_kernel, as `inet_put_port()` zeroes `skc_num` before the
+    /// state becomes CLOSE (a copy of sock_common may see both).
+    NumUnlessClose(Reg),
 }
 
 /// How emit_event reads sock_common: in place, or from a stack copy of
@@ -266,16 +291,36 @@ fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
     a.call(h);
 }
 
-/// conns[sk in r7] = {pid_tgid 0}: "its X was reported without a known
-/// owner". The accept program reads it for a socket it finds already
-/// closed (reset while `accept()` was taking it): that one gets its A too,
-/// so every server-side X has an A. Left over, such entries age out of the LRU.
-fn mark_closed(a: &mut Asm, maps: &MapFds) {
-    for o in (0..CONN_VALUE_SIZE as i16).step_by(8) {
-        a.st(Size::DW, Reg::R10, VAL + o, 0);
+/// `closed` helper call with key = r7 (sk) stored at KEY; update stores 1.
+fn closed_call(a: &mut Asm, maps: &MapFds, h: Helper, value: i32) {
+    a.stx(Size::DW, Reg::R10, KEY, Reg::R7);
+    a.ld_map_fd(Reg::R1, maps.closed);
+    stack_ptr(a, Reg::R2, KEY);
+    if h == Helper::MapUpdateElem {
+        a.st(Size::DW, Reg::R10, TMP, value);
+        stack_ptr(a, Reg::R3, TMP);
+        a.mov64_imm(Reg::R4, 0);
     }
-    conns_call(a, maps, Helper::MapUpdateElem);
+    a.call(h);
 }
+
+/// closed[sk in r7] = `mark`: its X went out without a known owner
+/// ([`MARK_SHOWN`]), or was not shown because task filters cannot match an
+/// unknown owner ([`MARK_HIDDEN`]). The accept program reads it for a
+/// socket it finds already closed (reset while `accept()` was taking it):
+/// that one gets its A too, and with MARK_HIDDEN its X as well, with the
+/// accepting task, so every server-side X has an A under any filter. These
+/// marks live in an LRU map of their own (closes of connections older than
+/// the tracer leave one each, which nothing deletes), so `conns` can be a
+/// plain hash: faster, and nothing in it is evicted while its socket lives.
+fn mark_closed(a: &mut Asm, maps: &MapFds, mark: i32) {
+    closed_call(a, maps, Helper::MapUpdateElem, mark);
+}
+
+pub const MARK_SHOWN: i32 = 1;
+pub const MARK_HIDDEN: i32 = 2;
+/// Stack slot (u32) of the accept program: emit an X after the A.
+const ALSO_X: i16 = -256;
 
 /// VAL = the current task's block (pid_tgid in `pid_tgid`);
 /// conns[sk in r7] = VAL.
@@ -374,15 +419,16 @@ fn port_filter(a: &mut Asm, f: &Filters, out: Label) {
 
 /// Shared tail: fill the event's tuple from the sock in r7, kind in r8
 /// (the task block already in place), apply the filters, output.
-fn emit_event(
-    a: &mut Asm,
-    so: &SockOffsets,
+/// How the shared tail reads the sock and what it outputs.
+struct Tail {
     acc: Access,
     sport: Sport,
-    f: &Filters,
-    maps: &MapFds,
-    out: Label,
-) {
+    /// Output the event once more as an X when the ALSO_X slot says so.
+    also_x: bool,
+}
+
+fn emit_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters, maps: &MapFds, out: Label) {
+    let Tail { acc, sport, also_x } = tail;
     let (v4, ports) = (a.label(), a.label());
     for o in (off::KIND..EVENT_SIZE as i16).step_by(8) {
         a.st(Size::DW, Reg::R10, EV + o, 0);
@@ -419,10 +465,16 @@ fn emit_event(
     a.bind(ports);
     match sport {
         Sport::Num => acc.load(a, Size::H, Reg::R1, so.num),
-        Sport::InetSport => {
+        Sport::NumUnlessClose(state) => {
+            let (inet, done) = (a.label(), a.label());
+            a.jmp_imm(Jmp::Eq, state, CLOSE, inet);
+            acc.load(a, Size::H, Reg::R1, so.num);
+            a.jmp_imm(Jmp::Ne, Reg::R1, 0, done);
+            a.bind(inet);
             probe_read(a, TMP, 2, Reg::R7, so.inet_sport, out);
             a.ldx(Size::H, Reg::R1, Reg::R10, TMP);
             a.to_be(Reg::R1, 16);
+            a.bind(done);
         }
     }
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
@@ -461,16 +513,56 @@ fn emit_event(
         a.stx(Size::H, Reg::R10, EV + off::ERROR, Reg::R1);
         a.bind(not_failed);
     }
+    output(a, maps);
+    if also_x {
+        // The A of a socket whose X was hidden (MARK_HIDDEN): now its X.
+        // (Written out twice, not as a loop: older verifiers refuse back-edges.)
+        a.ldx(Size::W, Reg::R1, Reg::R10, ALSO_X);
+        a.jmp_imm(Jmp::Ne, Reg::R1, MARK_HIDDEN, out);
+        a.st(Size::B, Reg::R10, EV + off::KIND, KIND_CLOSE);
+        output(a, maps);
+    }
+    a.ja(out);
+}
+
+/// Stamp the event and copy it into the ring(s).
+fn output(a: &mut Asm, maps: &MapFds) {
     a.call(Helper::KtimeGetNs);
     a.stx(Size::DW, Reg::R10, EV + off::TS, Reg::R0);
-    a.mov64_reg(Reg::R1, Reg::R6);
-    a.ld_map_fd(Reg::R2, maps.events);
-    a.mov32_imm(Reg::R3, -1); // BPF_F_CURRENT_CPU: exactly 0xffffffff
-    stack_ptr(a, Reg::R4, EV);
-    a.mov64_imm(Reg::R5, EVENT_SIZE as i32);
-    a.call(Helper::PerfEventOutput);
-    count_failure(a, maps, STAT_OUTPUT_FAILED);
-    a.ja(out);
+    if let Some((from, to)) = maps.ringbuf {
+        ringbuf_output(a, maps, from as i32, to as i32);
+    } else {
+        a.mov64_reg(Reg::R1, Reg::R6);
+        a.ld_map_fd(Reg::R2, maps.events);
+        a.mov32_imm(Reg::R3, -1); // BPF_F_CURRENT_CPU: exactly 0xffffffff
+        stack_ptr(a, Reg::R4, EV);
+        a.mov64_imm(Reg::R5, EVENT_SIZE as i32);
+        a.call(Helper::PerfEventOutput);
+        count_failure(a, maps, STAT_OUTPUT_FAILED);
+    }
+}
+
+/// Copy the event into the ring buffer. The reader is woken only by the
+/// record that takes the queued bytes across `from` (or by records finding
+/// less than `to` queued, in case CPUs stepped over it together); it polls
+/// for less. A wake-up per event would cost more than the event.
+fn ringbuf_output(a: &mut Asm, maps: &MapFds, from: i32, to: i32) {
+    a.ld_map_fd(Reg::R1, maps.events);
+    a.mov64_imm(Reg::R2, BPF_RB_AVAIL_DATA);
+    a.call(Helper::RingbufQuery);
+    a.mov64_imm(Reg::R8, BPF_RB_NO_WAKEUP);
+    let quiet = a.label();
+    a.jmp_imm(Jmp::Lt, Reg::R0, from - RINGBUF_RECORD, quiet);
+    a.jmp_imm(Jmp::Ge, Reg::R0, to, quiet);
+    a.mov64_imm(Reg::R8, BPF_RB_FORCE_WAKEUP);
+    a.bind(quiet);
+    a.ld_map_fd(Reg::R1, maps.events);
+    stack_ptr(a, Reg::R2, EV);
+    a.mov64_imm(Reg::R3, EVENT_SIZE as i32);
+    a.mov64_reg(Reg::R4, Reg::R8);
+    a.call(Helper::RingbufOutput);
+    // Fails only when the ring is full (-EAGAIN).
+    count_failure(a, maps, STAT_RING_FULL);
 }
 
 #[cfg(test)]
@@ -507,7 +599,9 @@ pub(crate) mod tests {
         }
     }
 
-    pub const MAPS: MapFds = MapFds { events: 5, conns: 6, inflight: Some(7), stats: 8 };
+    pub const MAPS: MapFds =
+        MapFds { events: 5, ringbuf: None, conns: 6, closed: 9, inflight: Some(7), stats: 8 };
+    pub const RB_MAPS: MapFds = MapFds { ringbuf: Some((1 << 20, (1 << 20) + 104)), ..MAPS };
 
     const HOOKS: [StateHook; 3] =
         [StateHook::TpBtf, StateHook::Fentry, StateHook::Kprobe { arg0: 112, arg1: 104 }];
@@ -623,6 +717,89 @@ pub(crate) mod tests {
         assert_eq!(lines[1].split(" goto").next().unwrap(), "if r0 == 0xffffffe4", "{after}");
         assert_eq!(lines[2], "*(u32 *)(r10 -104) = 0", "{after}");
         assert_eq!(lines[3], "r1 = map_fd(8) ll", "{after}");
+    }
+
+    #[test]
+    fn ring_buffer_output_wakes_only_around_the_watermark() {
+        for text in [
+            state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &RB_MAPS).unwrap().to_string(),
+            accept_program(&offsets(), &fd_offsets(), 16, &Filters::default(), &RB_MAPS).unwrap().to_string(),
+        ] {
+            assert!(!text.contains("bpf_perf_event_output"), "{text}");
+            let at = text.find("call bpf_ringbuf_query").expect("queried before output");
+            let lines: Vec<&str> =
+                text[at..].lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim()).take(12).collect();
+            // NO_WAKEUP unless 1 MiB - 104 <= queued < 1 MiB + 104, then FORCE_WAKEUP.
+            assert_eq!(lines[1], "r8 = 1", "{text}");
+            assert!(lines[2].starts_with("if r0 < 0xfff98 goto"), "{text}");
+            assert!(lines[3].starts_with("if r0 >= 0x100068 goto"), "{text}");
+            assert_eq!(lines[4], "r8 = 2", "{text}");
+            assert!(lines.contains(&"call bpf_ringbuf_output#130"), "{text}");
+            // A failed output is counted in slot 2 (STAT_RING_FULL), -ENOSPC included.
+            let after = text.split("call bpf_ringbuf_output#130").nth(1).unwrap();
+            assert!(after.contains(&format!("*(u32 *)(r10 {KEY}) = {STAT_RING_FULL}")), "{after}");
+            assert!(!after.lines().nth(2).unwrap().contains("0xffffffe4"), "{after}");
+        }
+    }
+
+    #[test]
+    fn sport_is_read_as_inet_sport_only_for_close() {
+        let text =
+            state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap().to_string();
+        // skc_num (14) directly; inet_sport (814) through a probe read, after `if r9 != 7`.
+        assert!(text.contains("*(u16 *)(r7 +14)"), "{text}");
+        assert!(text.contains("r3 += 814"), "{text}");
+        assert!(text.contains("if r9 == 0x7 goto"), "{text}");
+    }
+
+    #[test]
+    fn accept_reads_max_fds_and_fd_together() {
+        let reads = |fo: &FdOffsets| {
+            let text = accept_program(&offsets(), fo, 16, &Filters::default(), &MAPS).unwrap().to_string();
+            let ops: Vec<String> =
+                text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim().to_string()).collect();
+            let sizes: Vec<String> = ops
+                .windows(2)
+                .filter(|w| w[1].starts_with("call bpf_probe_read_kernel"))
+                .map(|w| w[0].clone())
+                .collect();
+            sizes
+        };
+        // fdtable: max_fds at 0, fd at 8: one 16-byte read into TMP - 8 and TMP.
+        let together = reads(&fd_offsets());
+        assert_eq!(together.iter().filter(|s| *s == "r2 = 16").count(), 1, "{together:?}");
+        let apart = reads(&FdOffsets { fdt_fd: 64, ..fd_offsets() });
+        assert_eq!(apart.iter().filter(|s| *s == "r2 = 16").count(), 0, "{apart:?}");
+        assert_eq!(apart.len(), together.len() + 1, "one read more when apart");
+    }
+
+    #[test]
+    fn unknown_owner_x_is_hidden_under_task_filters_and_emitted_by_accept() {
+        let mark = |v: i32| format!("*(u64 *)(r10 {TMP}) = {v}");
+        let plain =
+            state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap().to_string();
+        let by_pid = Filters { pid: Some(4242), ..Filters::default() };
+        let filtered = state_program(&offsets(), StateHook::TpBtf, &by_pid, &MAPS).unwrap().to_string();
+        // Process-context X without owner: always MARK_SHOWN; softirq X of
+        // an unknown owner: MARK_SHOWN and an X, or MARK_HIDDEN under filters.
+        assert_eq!(plain.matches(&mark(MARK_SHOWN)).count(), 2, "{plain}");
+        assert_eq!(plain.matches(&mark(MARK_HIDDEN)).count(), 0, "{plain}");
+        assert_eq!(filtered.matches(&mark(MARK_SHOWN)).count(), 1, "{filtered}");
+        assert_eq!(filtered.matches(&mark(MARK_HIDDEN)).count(), 1, "{filtered}");
+        // The accept program copies the mark to ALSO_X and can output twice
+        // (A, then X), written out twice: no back-edge.
+        let acc = accept_program(&offsets(), &fd_offsets(), 16, &by_pid, &MAPS).unwrap();
+        let text = acc.to_string();
+        assert_eq!(text.matches("call bpf_perf_event_output").count(), 2, "{text}");
+        assert!(text.contains(&format!("*(u32 *)(r10 {ALSO_X}) = r1")), "{text}");
+        assert!(text.contains(&format!("if r1 != 0x{MARK_HIDDEN:x} goto")), "{text}");
+        let insns = acc.insns();
+        for (i, insn) in insns.iter().enumerate() {
+            let class = insn.code & 0x07;
+            if (class == 0x05 || class == 0x06) && insn.code != 0x85 && insn.code != 0x95 {
+                assert!(insn.off >= 0, "back-edge at insn {i}:\n{text}");
+            }
+        }
     }
 
     #[test]

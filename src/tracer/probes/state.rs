@@ -116,13 +116,13 @@ pub fn state_program(
     a.bind(first_close);
     check_tcp(&mut a, so, mem, out);
     let owned = Field { off: so.lock_owned, size: 4, bits: None };
-    read_sk(&mut a, mem, Reg::R9, owned, out);
-    a.jmp_imm(Jmp::Eq, Reg::R9, 0, softirq);
+    read_sk(&mut a, mem, Reg::R1, owned, out);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, softirq);
     current_to_event(&mut a, f);
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.jmp_imm(Jmp::Eq, Reg::R0, 0, emit_close);
     // No owner recorded: mark that this X was reported (see mark_closed).
-    mark_closed(&mut a, maps);
+    mark_closed(&mut a, maps, MARK_SHOWN);
     a.ja(emit_close);
     // No task holds the lock (softirq or timer): the owner did it.
     a.bind(softirq);
@@ -140,17 +140,24 @@ pub fn state_program(
     probe_read(&mut a, TMP, 8, Reg::R7, so.sk_socket, out);
     a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
-    mark_closed(&mut a, maps);
-    unknown_to_event(&mut a);
+    if f.on_task() {
+        // Task filters cannot match an unknown owner: leave the X to the
+        // accept program, if this socket is being accepted.
+        mark_closed(&mut a, maps, MARK_HIDDEN);
+        a.ja(out);
+    } else {
+        mark_closed(&mut a, maps, MARK_SHOWN);
+        unknown_to_event(&mut a);
+    }
     a.bind(emit_close);
     a.mov64_imm(Reg::R8, KIND_CLOSE);
 
     a.bind(emit);
-    // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE; the
-    // function-entry hooks run before it.
-    let sport = if hook == StateHook::TpBtf { Sport::InetSport } else { Sport::Num };
+    // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE (r9: the
+    // new state); the function-entry hooks run before it.
+    let sport = if hook == StateHook::TpBtf { Sport::NumUnlessClose(Reg::R9) } else { Sport::Num };
     let acc = sock_access(&mut a, so, mem, out);
-    emit_event(&mut a, so, acc, sport, f, maps, out);
+    emit_event(&mut a, so, Tail { acc, sport, also_x: false }, f, maps, out);
     a.bind(out);
     exit0(&mut a);
     a.finish()
