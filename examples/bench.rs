@@ -1082,6 +1082,8 @@ struct ProgStat {
 
 struct Kernel {
     progs: Vec<ProgStat>,
+    /// The same run with TCPTRACER_RINGBUF=1 (the BPF ring buffer), if it ran.
+    ringbuf: Option<Box<Kernel>>,
     load: Load,
     lost: u64,
     secs: f64,
@@ -1089,6 +1091,16 @@ struct Kernel {
 }
 
 fn kernel_cost(cfg: &Cfg) -> R<Kernel> {
+    let mut k = kernel_cost_run(cfg)?;
+    // The optional ring buffer, for comparison (children inherit the variable).
+    std::env::set_var("TCPTRACER_RINGBUF", "1");
+    let rb = kernel_cost_run(cfg);
+    std::env::remove_var("TCPTRACER_RINGBUF");
+    k.ringbuf = rb.ok().map(Box::new);
+    Ok(k)
+}
+
+fn kernel_cost_run(cfg: &Cfg) -> R<Kernel> {
     let secs = cfg.seconds;
     progress(format!("kernel-side cost: bpf_stats_enabled=1, max rate, {} threads, {secs} s", cfg.ncpu));
     let err = cfg.scratch("kcost-err");
@@ -1117,6 +1129,7 @@ fn kernel_cost(cfg: &Cfg) -> R<Kernel> {
         }
         Ok(Kernel {
             progs,
+            ringbuf: None,
             load,
             lost: sum_lost(&errs, "Possibly lost "),
             secs,
@@ -1264,6 +1277,36 @@ impl Targets {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The per-program table of one kernel-cost run; returns (hits, mean ns per hit).
+fn prog_table(w: &mut String, kc: &Kernel) -> (u64, f64) {
+    let _ = writeln!(
+        w,
+        "| program | run_cnt | run_time_ns | ns per hit | hits per connection |\n|---|---|---|---|---|"
+    );
+    let (mut cnt, mut ns) = (0u64, 0u64);
+    for p in &kc.progs {
+        cnt += p.cnt;
+        ns += p.ns;
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {:.1} | {:.2} |",
+            p.name,
+            p.cnt,
+            p.ns,
+            p.ns as f64 / p.cnt.max(1) as f64,
+            p.cnt as f64 / kc.load.conns.max(1) as f64
+        );
+    }
+    let mean = ns as f64 / cnt.max(1) as f64;
+    let _ = writeln!(
+        w,
+        "| **all** | {cnt} | {ns} | **{mean:.1}** | {:.2} |\n\nPer event delivered (4 per connection): {:.1} ns.",
+        cnt as f64 / kc.load.conns.max(1) as f64,
+        ns as f64 / (4 * kc.load.conns).max(1) as f64
+    );
+    (cnt, mean)
+}
+
 fn report(
     cfg: &Cfg,
     la0: &str,
@@ -1555,28 +1598,17 @@ fn report(
                 kc.lost,
                 kc.restored
             );
-            let _ = writeln!(w, "| program | run_cnt | run_time_ns | ns per hit | hits per connection |\n|---|---|---|---|---|");
-            let (mut cnt, mut ns) = (0u64, 0u64);
-            for p in &kc.progs {
-                cnt += p.cnt;
-                ns += p.ns;
+            let (cnt, mean) = prog_table(&mut w, kc);
+            if let Some(rb) = &kc.ringbuf {
                 let _ = writeln!(
                     w,
-                    "| {} | {} | {} | {:.1} | {:.2} |",
-                    p.name,
-                    p.cnt,
-                    p.ns,
-                    p.ns as f64 / p.cnt.max(1) as f64,
-                    p.cnt as f64 / kc.load.conns.max(1) as f64
+                    "\nThe same with TCPTRACER_RINGBUF=1 (one BPF ring buffer instead of per-CPU perf rings; \
+                     not the default): {} conn/s, {} lost.\n",
+                    k(rb.load.rate),
+                    rb.lost
                 );
+                prog_table(&mut w, rb);
             }
-            let mean = ns as f64 / cnt.max(1) as f64;
-            let _ = writeln!(
-                w,
-                "| **all** | {cnt} | {ns} | **{mean:.1}** | {:.2} |\n\nPer event delivered (4 per connection): {:.1} ns.",
-                cnt as f64 / kc.load.conns.max(1) as f64,
-                ns as f64 / (4 * kc.load.conns).max(1) as f64
-            );
             t.add(
                 "BPF run time per hit (mean over all hits)",
                 "≤ 150 ns",
