@@ -69,12 +69,12 @@ pub struct Config {
     /// Ring pages per CPU (a power of two): the size of each perf ring; the
     /// ring buffer has this many per CPU, in one ring.
     pub ring_pages: usize,
-    /// One BPF ring buffer (5.8+) instead of per-CPU perf rings: the
-    /// programs run ~12 % faster, but on 6.18 the state program then
-    /// fires inside itself now and then (a softirq while it holds the
-    /// ring's lock-and-irq section), and such a run is skipped, so perf
-    /// rings stay the default. Where the kernel has no ring buffer, perf
-    /// rings are used.
+    /// One BPF ring buffer (5.8+) instead of per-CPU perf rings. Measured
+    /// on 6.18 (2 vCPU): programs ~12 % faster with one producing CPU,
+    /// ~12 % slower with two (one lock), and the state program then fires
+    /// inside itself a few times per million connections under churn (each
+    /// such run is skipped), which perf rings did not show: so they stay
+    /// the default. Where the kernel has no ring buffer, perf rings are used.
     pub ringbuf: bool,
     /// Bytes in a ring before the reader is woken; 0: an eighth of the
     /// ring. Each wake-up costs the producing CPU an interrupt (an exit on
