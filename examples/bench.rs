@@ -1276,7 +1276,6 @@ impl Targets {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The per-program table of one kernel-cost run; returns (hits, mean ns per hit).
 fn prog_table(w: &mut String, kc: &Kernel) -> (u64, f64) {
     let _ = writeln!(
@@ -1307,6 +1306,7 @@ fn prog_table(w: &mut String, kc: &Kernel) -> (u64, f64) {
     (cnt, mean)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     cfg: &Cfg,
     la0: &str,

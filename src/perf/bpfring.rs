@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::reader::Mapping;
 use super::ring::Corrupt;
 use super::{DrainStats, PerfError, Record};
 
@@ -120,19 +121,6 @@ impl BpfRingView {
             && !busy
             && (cons != prod || self.pos(self.producer).load(Ordering::Acquire) != cons);
         (stats, corrupt, more)
-    }
-}
-
-/// An mmap'ed region, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 

@@ -17,10 +17,10 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// `perf_event_header.size` is a u16, so no record is larger.
 const MAX_RECORD: usize = u16::MAX as usize;
 
-/// An mmap'ed region, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
+/// An mmap'ed region, unmapped on drop (perf rings and the ring buffer).
+pub(crate) struct Mapping {
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
 }
 
 impl Drop for Mapping {

@@ -279,29 +279,30 @@ fn unknown_to_event(a: &mut Asm) {
     }
 }
 
-/// `conns` helper call with key = r7 (sk) stored at KEY; update takes VAL.
-fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
+/// Map helper call on `map` with key = r7 (sk) stored at KEY; an update
+/// takes its value from r10 + `val`.
+fn sk_map_call(a: &mut Asm, map: i32, h: Helper, val: i16) {
     a.stx(Size::DW, Reg::R10, KEY, Reg::R7);
-    a.ld_map_fd(Reg::R1, maps.conns);
+    a.ld_map_fd(Reg::R1, map);
     stack_ptr(a, Reg::R2, KEY);
     if h == Helper::MapUpdateElem {
-        stack_ptr(a, Reg::R3, VAL);
+        stack_ptr(a, Reg::R3, val);
         a.mov64_imm(Reg::R4, 0);
     }
     a.call(h);
 }
 
-/// `closed` helper call with key = r7 (sk) stored at KEY; update stores 1.
+/// `conns` helper call for the sk in r7; an update stores VAL.
+fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
+    sk_map_call(a, maps.conns, h, VAL);
+}
+
+/// `closed` helper call for the sk in r7; an update stores `value`.
 fn closed_call(a: &mut Asm, maps: &MapFds, h: Helper, value: i32) {
-    a.stx(Size::DW, Reg::R10, KEY, Reg::R7);
-    a.ld_map_fd(Reg::R1, maps.closed);
-    stack_ptr(a, Reg::R2, KEY);
     if h == Helper::MapUpdateElem {
         a.st(Size::DW, Reg::R10, TMP, value);
-        stack_ptr(a, Reg::R3, TMP);
-        a.mov64_imm(Reg::R4, 0);
     }
-    a.call(h);
+    sk_map_call(a, maps.closed, h, TMP);
 }
 
 /// closed[sk in r7] = `mark`: its X went out without a known owner
