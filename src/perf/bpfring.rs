@@ -18,7 +18,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::reader::Mapping;
-use super::ring::Corrupt;
+use super::ring::{contiguous, Corrupt};
 use super::{DrainStats, PerfError, Record};
 
 const BUSY: u32 = 1 << 31;
@@ -96,14 +96,7 @@ impl BpfRingView {
                         &*ptr::slice_from_raw_parts(self.data, body as usize - first),
                     )
                 };
-                let rec = if b.is_empty() {
-                    a
-                } else {
-                    scratch.clear();
-                    scratch.extend_from_slice(a);
-                    scratch.extend_from_slice(b);
-                    &scratch[..]
-                };
+                let rec = contiguous(a, b, scratch);
                 stats.samples += 1;
                 f(Record::Sample(rec));
             }

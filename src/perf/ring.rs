@@ -98,13 +98,7 @@ impl RingView {
     /// once it has held the largest record.
     fn record<'s>(&'s self, pos: u64, len: usize, scratch: &'s mut Vec<u8>) -> &'s [u8] {
         let (a, b) = self.parts(pos, len);
-        if b.is_empty() {
-            return a;
-        }
-        scratch.clear();
-        scratch.extend_from_slice(a);
-        scratch.extend_from_slice(b);
-        scratch
+        contiguous(a, b, scratch)
     }
 
     /// Hand up to `limit` records between tail and head to `f`, then
@@ -191,6 +185,18 @@ pub fn drain_buffer(
         Some(c) => Err(PerfError::Corrupt { cpu: 0, pos: c.pos, size: c.size, avail: c.avail }),
         None => Ok(stats),
     }
+}
+
+/// A record split by the end of a ring as one slice: `a` itself when `b` is
+/// empty, else both copied into `scratch` (which keeps its capacity).
+pub(crate) fn contiguous<'s>(a: &'s [u8], b: &[u8], scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    if b.is_empty() {
+        return a;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(a);
+    scratch.extend_from_slice(b);
+    scratch
 }
 
 /// Decode one whole record; `None` for types we skip.
