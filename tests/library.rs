@@ -33,6 +33,7 @@ fn builder_yields_typed_events() {
     }
     t.flush(&mut |e| got.push(*e));
     assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(t.outputs_in_flight(), Some(0), "every output counted in flight was counted out");
     assert!(got.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns), "time order");
     let kinds: Vec<Option<Kind>> = got.iter().map(|e| e.kind).collect();
     assert_eq!(kinds.iter().filter(|k| **k == Some(Kind::Close)).count(), 2);
@@ -85,6 +86,7 @@ fn a_full_ring_buffer_counts_every_lost_event() {
     assert!(got > 0 && k.ring_full > 0, "delivered {got}, ring full {}", k.ring_full);
     assert_eq!(got + k.ring_full, 4 * N, "every event delivered or counted lost: {k:?}");
     assert_eq!(k.total(), 0, "{k:?}");
+    assert_eq!(t.outputs_in_flight(), Some(0), "failed outputs are counted out too");
     drop(t);
     assert_nothing_left();
 }

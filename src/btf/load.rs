@@ -10,8 +10,8 @@ use std::sync::Arc;
 use object::read::elf::{FileHeader, SectionHeader};
 use object::{Endianness, FileKind};
 
-use super::types::{extra_len, u32_at};
-use super::{Btf, BtfError, Bytes, TypeId};
+use super::types::{extra_len, u32_at, Finder};
+use super::{Btf, BtfError, Bytes, FoundCache, Kind, TypeId};
 
 const MAGIC: u16 = 0xEB9F;
 const MIN_HDR_LEN: u64 = 24;
@@ -50,21 +50,33 @@ impl Parent {
 impl Btf {
     /// Parse raw BTF (magic 0xEB9F) or an ELF file whose `.BTF` section is used.
     pub fn from_bytes(data: Vec<u8>) -> Result<Btf, BtfError> {
-        parse(Bytes::Owned(data), "<bytes>".to_string(), Parent::none())
+        parse(Bytes::Owned(data), "<bytes>".to_string(), Parent::none(), &[])
     }
 
     /// Parse a raw BTF or ELF file. The file is mapped read-only (private)
     /// when possible; where mapping is refused (older sysfs) it is read.
     pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
-        parse(read_file(path)?, path.display().to_string(), Parent::none())
+        Btf::from_file_finding(path, &[])
+    }
+
+    /// [`Btf::from_file`], looking up `wanted` as [`Btf::prefetch`] does, in
+    /// the loading pass itself (cheaper than a second pass).
+    pub fn from_file_finding(path: &Path, wanted: &[(&str, Kind)]) -> Result<Btf, BtfError> {
+        parse(read_file(path)?, path.display().to_string(), Parent::none(), wanted)
     }
 
     /// The running kernel's BTF: `/sys/kernel/btf/vmlinux`, else a vmlinux
     /// ELF from the libbpf path list for `uname -r`. The error lists every
     /// path tried and why it failed.
     pub fn kernel() -> Result<Btf, BtfError> {
+        Btf::kernel_finding(&[])
+    }
+
+    /// [`Btf::kernel`], looking up `wanted` in the loading pass (see
+    /// [`Btf::from_file_finding`]).
+    pub fn kernel_finding(wanted: &[(&str, Kind)]) -> Result<Btf, BtfError> {
         let mut tried = Vec::new();
-        match Btf::from_file(Path::new(SYSFS_VMLINUX)) {
+        match Btf::from_file_finding(Path::new(SYSFS_VMLINUX), wanted) {
             Ok(btf) => return Ok(btf),
             Err(e) => tried.push((SYSFS_VMLINUX.to_string(), e.to_string())),
         }
@@ -81,7 +93,7 @@ impl Btf {
                 tried.push((path, "does not exist".to_string()));
                 continue;
             }
-            match Btf::from_file(Path::new(&path)) {
+            match Btf::from_file_finding(Path::new(&path), wanted) {
                 Ok(btf) => return Ok(btf),
                 Err(e) => tried.push((path, e.to_string())),
             }
@@ -92,13 +104,13 @@ impl Btf {
     /// Split BTF (e.g. `/sys/kernel/btf/<module>`) on top of `base`: type ids
     /// continue after `base.type_count()`, string offsets after `base.str_len()`.
     pub fn split(base: Arc<Btf>, data: Vec<u8>) -> Result<Btf, BtfError> {
-        parse(Bytes::Owned(data), "<bytes>".to_string(), Parent::of(base))
+        parse(Bytes::Owned(data), "<bytes>".to_string(), Parent::of(base), &[])
     }
 
     /// [`Btf::split`] reading the split BTF from a file.
     pub fn split_file(base: Arc<Btf>, path: &Path) -> Result<Btf, BtfError> {
         let data = read_file(path)?;
-        parse(data, path.display().to_string(), Parent::of(base))
+        parse(data, path.display().to_string(), Parent::of(base), &[])
     }
 }
 
@@ -130,8 +142,8 @@ fn kernel_release() -> Result<String, std::io::Error> {
 }
 
 /// Find the BTF blob (raw, or the `.BTF` section of an ELF file), check the
-/// header and index the types.
-fn parse(data: Bytes, mut origin: String, parent: Parent) -> Result<Btf, BtfError> {
+/// header and index the types (looking up `wanted` on the way).
+fn parse(data: Bytes, mut origin: String, parent: Parent, wanted: &[(&str, Kind)]) -> Result<Btf, BtfError> {
     let bad = |origin: &str, msg: String| BtfError::Malformed { origin: origin.to_string(), msg };
     if data.len() > u32::MAX as usize {
         return Err(bad(&origin, format!("{} bytes is too large", data.len())));
@@ -153,7 +165,15 @@ fn parse(data: Bytes, mut origin: String, parent: Parent) -> Result<Btf, BtfErro
     if u64::from(parent.str_base) + strings.len() as u64 > u64::from(u32::MAX) {
         return Err(bad(&origin, "string offsets overflow u32".to_string()));
     }
-    let offsets = index(&data, types.clone(), blob.start, parent.first_id, &origin)?;
+    let mut names = Names {
+        finder: Finder::new(wanted, parent.base.as_deref()),
+        local: &data[strings.clone()],
+        str_base: parent.str_base,
+        base: parent.base.as_deref(),
+    };
+    let offsets = index(&data, types.clone(), blob.start, parent.first_id, &origin, &mut names)?;
+    let found = FoundCache::default();
+    names.finder.store(&found);
     Ok(Btf {
         data,
         types,
@@ -163,7 +183,7 @@ fn parse(data: Bytes, mut origin: String, parent: Parent) -> Result<Btf, BtfErro
         str_base: parent.str_base,
         base: parent.base,
         origin,
-        found: Default::default(),
+        found,
     })
 }
 
@@ -216,52 +236,105 @@ fn header(blob: &[u8], origin: &str, is_base: bool) -> Result<(Range<usize>, Ran
     Ok((types, strings))
 }
 
+/// Bytes after the 12-byte record per kind number: (fixed, per vlen item);
+/// `None` for unknown kinds. The table form of [`extra_len`], for the index loop.
+const EXTRA: [Option<(u32, u32)>; 20] = {
+    let mut t = [None; 20];
+    let mut k = 1;
+    while k < 20 {
+        t[k] = match (extra_len(k as u32, 0), extra_len(k as u32, 1)) {
+            (Some(fixed), Some(one)) => Some((fixed as u32, (one - fixed) as u32)),
+            _ => None,
+        };
+        k += 1;
+    }
+    t
+};
+
 /// The one linear pass: record each type's absolute byte offset and check
-/// that its trailing data fits in the type section.
+/// that its trailing data fits in the type section. (Tight on purpose: it
+/// touches all ~130k records of a vmlinux on every start.)
 fn index(
     data: &[u8],
     types: Range<usize>,
     blob_start: usize,
     first_id: TypeId,
     origin: &str,
+    names: &mut Names,
 ) -> Result<Vec<u32>, BtfError> {
-    let mut offsets = Vec::with_capacity(types.len() / 32 + 1);
-    let mut pos = types.start;
-    while pos < types.end {
-        let id = first_id as u64 + offsets.len() as u64;
-        let at = pos - blob_start;
-        if types.end - pos < TYPE_HDR_LEN {
-            return Err(BtfError::Malformed {
-                origin: origin.to_string(),
-                msg: format!(
+    // A vmlinux averages ~26 bytes per type.
+    let mut offsets = Vec::with_capacity(types.len() / 24 + 1);
+    let section = &data[types.clone()];
+    let end = section.len();
+    let mut pos = 0usize;
+    while pos < end {
+        let Some(hdr) = section.get(pos..pos + TYPE_HDR_LEN) else {
+            return Err(index_error(origin, first_id, &offsets, types.start + pos - blob_start, |id, at| {
+                format!(
                     "truncated: type id {id} at byte offset {at} needs {TYPE_HDR_LEN} bytes, \
                      type section ends at {}",
                     types.end - blob_start
-                ),
-            });
-        }
-        let info = u32_at(data, pos + 4);
+                )
+            }));
+        };
+        let info = u32::from_ne_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
         let kind = (info >> 24) & 0x7f;
-        let extra = extra_len(kind, info & 0xff_ffff).ok_or_else(|| BtfError::Malformed {
-            origin: origin.to_string(),
-            msg: format!("type id {id} at byte offset {at}: unknown kind {kind}"),
-        })?;
-        let next = pos as u64 + TYPE_HDR_LEN as u64 + extra as u64;
-        if next > types.end as u64 {
-            return Err(BtfError::Malformed {
-                origin: origin.to_string(),
-                msg: format!(
+        let Some(Some((fixed, per))) = EXTRA.get(kind as usize).copied() else {
+            return Err(index_error(origin, first_id, &offsets, types.start + pos - blob_start, |id, at| {
+                format!("type id {id} at byte offset {at}: unknown kind {kind}")
+            }));
+        };
+        let next =
+            pos as u64 + (TYPE_HDR_LEN as u32 + fixed) as u64 + u64::from(per) * u64::from(info & 0xff_ffff);
+        if next > end as u64 {
+            return Err(index_error(origin, first_id, &offsets, types.start + pos - blob_start, |id, at| {
+                format!(
                     "truncated: type id {id} (kind {kind}) at byte offset {at} ends at {} \
                      but type section ends at {}",
-                    next - blob_start as u64,
+                    next + (types.start - blob_start) as u64,
                     types.end - blob_start
-                ),
-            });
+                )
+            }));
         }
-        offsets.push(pos as u32);
+        if names.finder.wants(kind) {
+            let id = first_id + offsets.len() as u32;
+            names.visit(id, kind, u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]));
+        }
+        offsets.push((types.start + pos) as u32);
         pos = next as usize;
     }
     Ok(offsets)
+}
+
+/// The names looked up while indexing, and the strings to read them from.
+struct Names<'a> {
+    finder: Finder<'a>,
+    /// This blob's string section; offsets below `str_base` are the base's.
+    local: &'a [u8],
+    str_base: u32,
+    base: Option<&'a Btf>,
+}
+
+impl Names<'_> {
+    fn visit(&mut self, id: TypeId, kind: u32, name_off: u32) {
+        let tail = match name_off.checked_sub(self.str_base) {
+            Some(off) => self.local.get(off as usize..).unwrap_or(&[]),
+            None => self.base.map_or(&[][..], |b| b.str_tail(name_off)),
+        };
+        self.finder.visit(id, kind, tail);
+    }
+}
+
+/// A malformed-index error for the type after `offsets`, at blob offset `at`.
+fn index_error(
+    origin: &str,
+    first_id: TypeId,
+    offsets: &[u32],
+    at: usize,
+    msg: impl FnOnce(u64, usize) -> String,
+) -> BtfError {
+    let id = first_id as u64 + offsets.len() as u64;
+    BtfError::Malformed { origin: origin.to_string(), msg: msg(id, at) }
 }
 
 /// Byte range of the `.BTF` section of an ELF file (32 or 64 bit), reading

@@ -153,7 +153,7 @@ pub struct Btf {
     found: FoundCache,
 }
 
-type FoundCache = Mutex<HashMap<Kind, HashMap<String, Vec<TypeId>>>>;
+pub(crate) type FoundCache = Mutex<HashMap<Kind, HashMap<String, Vec<TypeId>>>>;
 
 impl std::fmt::Debug for Btf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -2,7 +2,7 @@
 //! `find`, modifiers, sizes and function prototypes.
 
 use super::error::kind_word;
-use super::{Btf, BtfError, Kind, Proto, TypeId};
+use super::{Btf, BtfError, FoundCache, Kind, Proto, TypeId};
 
 /// Longest typedef/const/volatile/restrict/type_tag chain followed (and the
 /// array nesting depth for `size_of`); beyond it we assume a cycle.
@@ -17,7 +17,7 @@ pub(crate) fn u32_at(d: &[u8], at: usize) -> u32 {
 
 /// Bytes following the 12-byte type record for kind number `kind`, or None
 /// for an unknown kind.
-pub(crate) fn extra_len(kind: u32, vlen: u32) -> Option<usize> {
+pub(crate) const fn extra_len(kind: u32, vlen: u32) -> Option<usize> {
     let vlen = vlen as usize;
     Some(match kind {
         1 => 4,                    // INT
@@ -47,6 +47,62 @@ fn kind_num(kind: Kind) -> u32 {
     match kind {
         Kind::Void => 0,
         k => (1..=19).find(|&n| kind_from_num(n) == Some(k)).unwrap_or(0),
+    }
+}
+
+/// Whether `tail` (the string section from a name's offset) starts with
+/// exactly `want`.
+fn name_matches(tail: &[u8], want: &[u8]) -> bool {
+    tail.len() > want.len() && tail[want.len()] == 0 && tail.starts_with(want)
+}
+
+/// (name, kind) pairs looked up in one pass over the types: by
+/// [`Btf::prefetch`], or by the loading index pass itself.
+pub(crate) struct Finder<'w> {
+    /// Bit k set: some wanted name has kind number k.
+    mask: u32,
+    wanted: &'w [(&'w str, Kind)],
+    kinds: Vec<u32>,
+    found: Vec<Vec<TypeId>>,
+}
+
+impl<'w> Finder<'w> {
+    /// The ids found in `base` (split BTF) come first.
+    pub(crate) fn new(wanted: &'w [(&'w str, Kind)], base: Option<&Btf>) -> Finder<'w> {
+        let kinds: Vec<u32> = wanted.iter().map(|(_, k)| kind_num(*k)).collect();
+        let mask = kinds.iter().filter(|&&k| k != 0).fold(0, |m, &k| m | 1 << k);
+        let found = wanted
+            .iter()
+            .map(|(name, kind)| base.map_or_else(Vec::new, |b| b.find_all(name, *kind)))
+            .collect();
+        Finder { mask, wanted, kinds, found }
+    }
+
+    #[inline]
+    pub(crate) fn wants(&self, kind: u32) -> bool {
+        self.mask >> kind & 1 != 0
+    }
+
+    /// Type `id` of kind number `kind`, whose name starts `tail`.
+    pub(crate) fn visit(&mut self, id: TypeId, kind: u32, tail: &[u8]) {
+        let Some(&first) = tail.first() else { return };
+        for (j, (name, _)) in self.wanted.iter().enumerate() {
+            let want = name.as_bytes();
+            if self.kinds[j] == kind
+                && want.first().copied().unwrap_or(0) == first
+                && name_matches(tail, want)
+            {
+                self.found[j].push(id);
+            }
+        }
+    }
+
+    pub(crate) fn store(self, cache: &FoundCache) {
+        if let Ok(mut cache) = cache.lock() {
+            for ((name, kind), ids) in self.wanted.iter().zip(self.found) {
+                cache.entry(*kind).or_default().insert(name.to_string(), ids);
+            }
+        }
     }
 }
 
@@ -136,16 +192,17 @@ impl Btf {
         })
     }
 
+    /// The string section from offset `off` on (empty when out of range).
+    pub(crate) fn str_tail(&self, off: u32) -> &[u8] {
+        if off < self.str_base {
+            return self.base.as_ref().map_or(&[], |b| b.str_tail(off));
+        }
+        self.data[self.strings.clone()].get((off - self.str_base) as usize..).unwrap_or(&[])
+    }
+
     /// Whether the string at `off` equals `want`, without allocating.
     pub(crate) fn name_is(&self, off: u32, want: &[u8]) -> bool {
-        if off < self.str_base {
-            return self.base.as_ref().is_some_and(|b| b.name_is(off, want));
-        }
-        let s = &self.data[self.strings.clone()];
-        match s.get((off - self.str_base) as usize..) {
-            Some(rest) => rest.len() > want.len() && rest[want.len()] == 0 && rest.starts_with(want),
-            None => false,
-        }
+        name_matches(self.str_tail(off), want)
     }
 
     /// All type ids with this name and kind, ascending (base BTF first).
@@ -166,56 +223,31 @@ impl Btf {
 
     /// Look up many (name, kind) pairs in one pass over the types and cache
     /// the answers, so later `find`/`member` calls for them cost no scan.
-    /// (One scan costs about 0.25 ms on a 6.18 vmlinux; a tracer needs ~15.)
+    /// (Loading can do this in its own pass: [`Btf::kernel_finding`].)
     pub fn prefetch(&self, wanted: &[(&str, Kind)]) {
-        let mut found: Vec<Vec<TypeId>> = wanted
-            .iter()
-            .map(|(name, kind)| match &self.base {
-                Some(base) => base.find_all(name, *kind),
-                None => Vec::new(),
-            })
-            .collect();
-        let kinds: Vec<u32> = wanted.iter().map(|(_, k)| kind_num(*k)).collect();
-        let data: &[u8] = &self.data;
-        for (i, &off) in self.offsets.iter().enumerate() {
-            let off = off as usize;
-            let kind = (u32_at(data, off + 4) >> 24) & 0x7f;
-            if !kinds.contains(&kind) {
-                continue;
-            }
-            let name_off = u32_at(data, off);
-            for (j, (name, _)) in wanted.iter().enumerate() {
-                if kinds[j] == kind && kind != 0 && self.name_is(name_off, name.as_bytes()) {
-                    found[j].push(self.first_id + i as u32);
-                }
-            }
-        }
-        if let Ok(mut cache) = self.found.lock() {
-            for ((name, kind), ids) in wanted.iter().zip(found) {
-                cache.entry(*kind).or_default().insert(name.to_string(), ids);
-            }
-        }
+        let mut finder = Finder::new(wanted, self.base.as_deref());
+        self.pass(&mut finder);
+        finder.store(&self.found);
     }
 
     /// The uncached linear scan behind `find_all`.
     fn scan(&self, name: &str, kind: Kind) -> Vec<TypeId> {
-        let mut out = match &self.base {
-            Some(base) => base.find_all(name, kind),
-            None => Vec::new(),
-        };
-        let want_kind = kind_num(kind);
-        if want_kind == 0 {
-            return out;
-        }
-        let want = name.as_bytes();
+        let wanted = [(name, kind)];
+        let mut finder = Finder::new(&wanted, self.base.as_deref());
+        self.pass(&mut finder);
+        finder.found.pop().unwrap_or_default()
+    }
+
+    /// One pass over the indexed types for `finder`.
+    fn pass(&self, finder: &mut Finder) {
         let data: &[u8] = &self.data;
         for (i, &off) in self.offsets.iter().enumerate() {
             let off = off as usize;
-            if (u32_at(data, off + 4) >> 24) & 0x7f == want_kind && self.name_is(u32_at(data, off), want) {
-                out.push(self.first_id + i as u32);
+            let kind = (u32_at(data, off + 4) >> 24) & 0x7f;
+            if finder.wants(kind) {
+                finder.visit(self.first_id + i as u32, kind, self.str_tail(u32_at(data, off)));
             }
         }
-        out
     }
 
     /// The one type with this name and kind; NotFound or Ambiguous otherwise.

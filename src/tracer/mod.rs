@@ -218,8 +218,13 @@ pub struct Tracer {
     pub ringbuf: bool,
     held: order::Reorder,
     reorder_ns: u64,
+    /// The window the last drain pass used: `reorder_ns`, or 0 when no
+    /// output was in flight.
+    window_ns: u64,
     /// Per ring: records remain after this pass / last stamp read.
     unfinished: Vec<(bool, u64)>,
+    /// Per-CPU values of one `stats` slot.
+    stat_buf: Vec<u8>,
 }
 
 /// Longest wait while events are held for ordering, in ms.
@@ -443,7 +448,9 @@ impl Tracer {
             ring_pages,
             held: order::Reorder::default(),
             reorder_ns: cfg.reorder_ns,
+            window_ns: cfg.reorder_ns,
             unfinished: Vec::new(),
+            stat_buf: vec![0; 8 * cpus as usize],
         })
     }
 
@@ -485,6 +492,9 @@ impl Tracer {
             // Read per pass: a ring refilled while it is read keeps the
             // drain going, and what it held back would pile up.
             let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            // No output between stamp and commit (read after `now`, before
+            // the rings): every event stamped before `now` is in a ring.
+            self.window_ns = if self.outputs_in_flight() == Some(0) { 0 } else { self.reorder_ns };
             for i in 0..rings {
                 let (more, last) = &mut self.unfinished[i];
                 if !*more {
@@ -509,7 +519,7 @@ impl Tracer {
                 };
             }
             let busy = self.unfinished.iter().filter(|(more, _)| *more).map(|&(_, last)| last);
-            let cutoff = order::cutoff(now, busy, self.reorder_ns);
+            let cutoff = order::cutoff(now, busy, self.window_ns);
             out += self.held.release(cutoff, on_event);
             if !self.unfinished.iter().any(|(more, _)| *more) {
                 break;
@@ -525,7 +535,7 @@ impl Tracer {
     /// ordering can be handed out; `None` when none is held. A reader that
     /// has nothing else to wait for can sleep exactly that long.
     pub fn next_release_ms(&self) -> Option<i32> {
-        let due = self.held.oldest()?.saturating_add(self.reorder_ns);
+        let due = self.held.oldest()?.saturating_add(self.window_ns);
         let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
         Some(due.saturating_sub(now).div_ceil(1_000_000).clamp(1, HELD_WAIT_MS as u64) as i32)
     }
@@ -540,6 +550,17 @@ impl Tracer {
     /// kprobes: always). True for backends without kprobes.
     pub fn kprobe_misses_counted(&self) -> bool {
         self.kprobes.iter().all(kprobe::counts_missed)
+    }
+
+    /// Outputs stamped but not yet committed, on all CPUs (`None`: unknown).
+    /// While it is 0 a drain hands out every event at once; otherwise the
+    /// newest `Config::reorder_ns` wait for stragglers.
+    pub fn outputs_in_flight(&mut self) -> Option<u64> {
+        let key = (probes::STAT_IN_FLIGHT as u32).to_ne_bytes();
+        if !self.stats.lookup_raw(&key, &mut self.stat_buf).ok()? {
+            return None;
+        }
+        Some(self.stat_buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).sum())
     }
 
     /// What the kernel side lost so far (cumulative).
@@ -571,14 +592,10 @@ impl Tracer {
 /// with the types the probes use indexed.
 fn load_btf(cfg: &Config) -> Result<(Btf, Option<Btf>), Error> {
     let btf = match &cfg.btf {
-        Some(p) => Btf::from_file(p)?,
-        None => Btf::kernel()?,
+        Some(p) => Btf::from_file_finding(p, backend::BTF_NAMES)?,
+        None => Btf::kernel_finding(backend::BTF_NAMES)?,
     };
-    let kernel_btf = if cfg.btf.is_some() { Btf::kernel().ok() } else { None };
-    btf.prefetch(backend::BTF_NAMES);
-    if let Some(k) = &kernel_btf {
-        k.prefetch(backend::BTF_NAMES);
-    }
+    let kernel_btf = if cfg.btf.is_some() { Btf::kernel_finding(backend::BTF_NAMES).ok() } else { None };
     Ok((btf, kernel_btf))
 }
 

@@ -5,6 +5,9 @@
 //!
 //! An event stamped before the drain started may still be in flight in
 //! its program (stamped, not yet committed): the window covers that gap.
+//! The programs count such outputs per CPU (`STAT_IN_FLIGHT`); a drain
+//! that finds none in flight needs no window, so a trickle of events is
+//! printed at once instead of a window later.
 
 use super::event::Event;
 

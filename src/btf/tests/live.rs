@@ -106,8 +106,10 @@ fn live_prefetch_agrees_with_scans() {
     let fresh = kernel();
     let prefetched = kernel();
     prefetched.prefetch(&wanted);
+    let found_loading = Btf::kernel_finding(&wanted).unwrap();
     for (name, kind) in wanted {
         assert_eq!(prefetched.find_all(name, kind), fresh.find_all(name, kind), "{name} {kind:?}");
+        assert_eq!(found_loading.find_all(name, kind), fresh.find_all(name, kind), "{name} {kind:?}");
     }
     assert_eq!(prefetched.find_all("sock", Kind::Struct).len(), 1);
     assert!(prefetched.find_all("no_such_type_tcpt", Kind::Struct).is_empty());

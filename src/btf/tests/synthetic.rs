@@ -161,6 +161,48 @@ fn duplicate_root_structs() {
     assert!(matches!(btf.member("dup2.a"), Err(BtfError::Ambiguous { .. })));
 }
 
+/// Names looked up while loading (and by `prefetch`) agree with plain scans:
+/// duplicates, prefixes of other names, a kind with no such name, void.
+#[test]
+fn names_found_while_loading() {
+    let mut b = Builder::new();
+    let int = b.int("int", 4, 32, 0, true);
+    b.struct_("dup", 4, &[("a", int, 0, 0)]);
+    b.struct_("dupe", 4, &[("a", int, 0, 0)]);
+    b.typedef("dup", int);
+    b.struct_("du", 4, &[("a", int, 0, 0)]);
+    b.struct_("dup", 4, &[("a", int, 0, 0)]);
+    let proto = b.func_proto(int, &[]);
+    b.func("dup", proto);
+    let data = b.build();
+    let wanted = [
+        ("dup", Kind::Struct),
+        ("du", Kind::Struct),
+        ("dup", Kind::Typedef),
+        ("dup", Kind::Func),
+        ("dup", Kind::Union),
+        ("", Kind::Void),
+        ("int", Kind::Int),
+        ("nosuch", Kind::Struct),
+    ];
+    let path = std::env::temp_dir().join(format!("tcpt-btf-finding-{}", std::process::id()));
+    std::fs::write(&path, &data).unwrap();
+    let loaded = Btf::from_file_finding(&path, &wanted).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let prefetched = Btf::from_bytes(data.clone()).unwrap();
+    prefetched.prefetch(&wanted);
+    let fresh = Btf::from_bytes(data).unwrap();
+    for (name, kind) in wanted {
+        let want = fresh.find_all(name, kind);
+        assert_eq!(loaded.find_all(name, kind), want, "{name:?} {kind:?}");
+        assert_eq!(prefetched.find_all(name, kind), want, "{name:?} {kind:?}");
+    }
+    assert_eq!(fresh.find_all("dup", Kind::Struct), [2, 6]);
+    assert_eq!(fresh.find_all("du", Kind::Struct), [5]);
+    assert_eq!(fresh.find_all("dup", Kind::Func), [8]);
+    assert!(fresh.find_all("", Kind::Void).is_empty());
+}
+
 #[test]
 fn protos() {
     let btf = btf();

@@ -42,7 +42,11 @@ pub const STAT_OUTPUT_FAILED: i32 = 0;
 pub const STAT_CONN_UPDATE_FAILED: i32 = 1;
 /// `bpf_ringbuf_output` found the ring buffer full.
 pub const STAT_RING_FULL: i32 = 2;
-pub const STATS: u32 = 3;
+/// Not a failure: how many outputs are between their stamp and their
+/// commit on this CPU (see `output`). All zero: nothing stamped is still
+/// on its way into a ring, so the reader need not wait for it.
+pub const STAT_IN_FLIGHT: i32 = 3;
+pub const STATS: u32 = 4;
 
 /// Bytes one event takes in the ring buffer (8-byte header + event).
 pub const RINGBUF_RECORD: i32 = 8 + EVENT_SIZE as i32;
@@ -67,7 +71,7 @@ const KEY: i16 = EV - 8; // map key (sk pointer or pid_tgid)
 const VAL: i16 = KEY - CONN_VALUE_SIZE as i16; // conns value
 const TMP: i16 = VAL - 8; // probe_read_kernel target
 const CHUNK: i16 = TMP; // sock_common copy ends here (grows down)
-const MAX_CHUNK: u32 = 256;
+const MAX_CHUNK: u32 = 96; // sock_common's fields in use span 88 bytes
 
 /// Most ports `Filters::ports` may hold.
 pub const MAX_PORTS: usize = 16;
@@ -321,7 +325,10 @@ fn mark_closed(a: &mut Asm, maps: &MapFds, mark: i32) {
 pub const MARK_SHOWN: i32 = 1;
 pub const MARK_HIDDEN: i32 = 2;
 /// Stack slot (u32) of the accept program: emit an X after the A.
-const ALSO_X: i16 = -256;
+const ALSO_X: i16 = CHUNK - MAX_CHUNK as i16 - 8;
+// (A deeper stack cost the accept program ~60 ns per run here: keep it shallow.)
+/// Stack slot (u64): the `stats[STAT_IN_FLIGHT]` pointer during `output`.
+const FLIGHT: i16 = ALSO_X - 8;
 
 /// VAL = the current task's block (pid_tgid in `pid_tgid`);
 /// conns[sk in r7] = VAL.
@@ -526,8 +533,19 @@ fn emit_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters, maps: &Map
     a.ja(out);
 }
 
-/// Stamp the event and copy it into the ring(s).
+/// Stamp the event and copy it into the ring(s), counted in flight
+/// meanwhile (`STAT_IN_FLIGHT`).
 fn output(a: &mut Asm, maps: &MapFds) {
+    let (counted, uncounted) = (a.label(), a.label());
+    a.st(Size::W, Reg::R10, KEY, STAT_IN_FLIGHT);
+    a.ld_map_fd(Reg::R1, maps.stats);
+    stack_ptr(a, Reg::R2, KEY);
+    a.call(Helper::MapLookupElem);
+    a.stx(Size::DW, Reg::R10, FLIGHT, Reg::R0);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, counted);
+    a.mov64_imm(Reg::R1, 1);
+    a.atomic_add(Size::DW, Reg::R0, 0, Reg::R1);
+    a.bind(counted);
     a.call(Helper::KtimeGetNs);
     a.stx(Size::DW, Reg::R10, EV + off::TS, Reg::R0);
     if let Some((from, to)) = maps.ringbuf {
@@ -541,6 +559,11 @@ fn output(a: &mut Asm, maps: &MapFds) {
         a.call(Helper::PerfEventOutput);
         count_failure(a, maps, STAT_OUTPUT_FAILED);
     }
+    a.ldx(Size::DW, Reg::R1, Reg::R10, FLIGHT);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, uncounted);
+    a.mov64_imm(Reg::R2, -1);
+    a.atomic_add(Size::DW, Reg::R1, 0, Reg::R2);
+    a.bind(uncounted);
 }
 
 /// Copy the event into the ring buffer. The reader is woken only by the
@@ -718,6 +741,55 @@ pub(crate) mod tests {
         assert_eq!(lines[1].split(" goto").next().unwrap(), "if r0 == 0xffffffe4", "{after}");
         assert_eq!(lines[2], "*(u32 *)(r10 -104) = 0", "{after}");
         assert_eq!(lines[3], "r1 = map_fd(8) ll", "{after}");
+    }
+
+    #[test]
+    fn every_output_is_counted_in_flight_from_stamp_to_commit() {
+        let kp = StateHook::Kprobe { arg0: 112, arg1: 104 };
+        for maps in [MAPS, RB_MAPS] {
+            let f = Filters::default();
+            for p in [
+                state_program(&offsets(), StateHook::TpBtf, &f, &maps).unwrap(),
+                state_program(&offsets(), kp, &f, &maps).unwrap(),
+                accept_program(&offsets(), &fd_offsets(), 16, &f, &maps).unwrap(),
+            ] {
+                let text = p.to_string();
+                let lines: Vec<&str> =
+                    text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim()).collect();
+                let stamps: Vec<usize> =
+                    (0..lines.len()).filter(|&i| lines[i] == "call bpf_ktime_get_ns#5").collect();
+                assert!(!stamps.is_empty(), "{text}");
+                let commit = if maps.ringbuf.is_some() {
+                    "call bpf_ringbuf_output#130"
+                } else {
+                    "call bpf_perf_event_output#25"
+                };
+                for &at in &stamps {
+                    // Before the stamp: stats[STAT_IN_FLIGHT] += 1, its pointer kept in FLIGHT.
+                    let before = &lines[at.saturating_sub(11)..at];
+                    assert!(
+                        before.contains(&format!("*(u32 *)(r10 {KEY}) = {STAT_IN_FLIGHT}").as_str()),
+                        "{before:?}"
+                    );
+                    assert!(before.contains(&format!("*(u64 *)(r10 {FLIGHT}) = r0").as_str()), "{before:?}");
+                    assert!(
+                        before.contains(&"lock *(u64 *)(r0 +0) += r1") && before.contains(&"r1 = 1"),
+                        "{before:?}"
+                    );
+                    // After the commit (and its failure count): -= 1 through the kept pointer.
+                    let c = at + lines[at..].iter().position(|l| *l == commit).expect("committed");
+                    let after = &lines[c..];
+                    let load =
+                        after.iter().position(|l| *l == format!("r1 = *(u64 *)(r10 {FLIGHT})")).unwrap();
+                    assert_eq!(after[load + 2], "r2 = -1", "{after:?}");
+                    assert_eq!(after[load + 3], "lock *(u64 *)(r1 +0) += r2", "{after:?}");
+                    assert!(!after[..load].contains(&"call bpf_ktime_get_ns#5"), "{after:?}");
+                }
+                let ups = lines.iter().filter(|l| **l == "lock *(u64 *)(r0 +0) += r1").count();
+                let downs = lines.iter().filter(|l| **l == "lock *(u64 *)(r1 +0) += r2").count();
+                assert_eq!((ups, downs), (stamps.len(), stamps.len()), "{text}");
+            }
+        }
     }
 
     #[test]
