@@ -342,8 +342,12 @@ impl Tracer {
         crate::loader::raise_memlock();
         // The BTF is parsed in a thread while tracefs, the maps and the
         // rings, which do not need it, are set up.
+        let cpu = current_cpu();
         let (btf, setup, t_btf, t_setup) = std::thread::scope(|s| {
-            let h = s.spawn(|| (load_btf(cfg), t0.elapsed()));
+            let h = s.spawn(|| {
+                avoid_cpu(cpu);
+                (load_btf(cfg), t0.elapsed())
+            });
             let setup = Setup::new(cfg);
             let t_setup = t0.elapsed();
             let (btf, t_btf) = h.join().expect("btf thread");
@@ -400,8 +404,17 @@ impl Tracer {
         // on every CPU); they are attached one after the other, in probe
         // order (0.25-0.5 ms each when no recent detach makes the kernel
         // wait for an RCU grace period).
+        let cpu = current_cpu();
         let loaded: Result<Vec<(Prog, f64)>, Error> = std::thread::scope(|s| {
-            let handles: Vec<_> = probes.iter().map(|p| s.spawn(move || load_probe(p))).collect();
+            let spawn = |(i, p)| {
+                s.spawn(move || {
+                    if i == 0 {
+                        avoid_cpu(cpu);
+                    }
+                    load_probe(p)
+                })
+            };
+            let handles: Vec<_> = probes.iter().enumerate().map(spawn).collect();
             handles.into_iter().map(|h| h.join().expect("load thread")).collect()
         });
         let (mut bpf_links, mut perf_links, mut kprobes, mut progs) =
@@ -585,6 +598,33 @@ impl Tracer {
     /// only while `kernel.bpf_stats_enabled` is 1).
     pub fn prog_stats(&self) -> Vec<crate::loader::info::ProgInfo> {
         self.progs.iter().filter_map(|p| crate::loader::info::prog_info(p.as_fd()).ok()).collect()
+    }
+}
+
+/// The CPU the calling thread runs on (-1 if unknown).
+fn current_cpu() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { libc::sched_getcpu() }
+}
+
+/// Keep the calling (new) thread off `cpu`, its spawner's CPU, where the
+/// scheduler tends to put it: there the helper and the spawner ran one
+/// after the other (3 of 4 starts here), not side by side. Best effort;
+/// the thread keeps every other CPU it was allowed.
+fn avoid_cpu(cpu: i32) {
+    let Ok(cpu) = usize::try_from(cpu) else { return };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: a zeroed cpu_set_t is valid; the calls get its size; pid 0
+    // is the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= libc::CPU_SETSIZE as usize || libc::sched_getaffinity(0, size, &mut set) != 0 {
+            return;
+        }
+        libc::CPU_CLR(cpu, &mut set);
+        if libc::CPU_COUNT(&set) > 0 {
+            libc::sched_setaffinity(0, size, &set);
+        }
     }
 }
 
