@@ -209,6 +209,7 @@ fn config(args: &Args) -> Config {
         .backend(backend)
         .failed(args.failed)
         .task_ids(args.json || args.print_uid)
+        .netns_ids(args.json || args.verbose)
         .debug(args.debug)
         .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"))
         .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"));

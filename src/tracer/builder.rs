@@ -93,6 +93,12 @@ impl Builder {
         self.cfg.filters.task_ids = on;
         self
     }
+    /// Fill the network namespace in events (on by default; two kernel
+    /// reads per event). The netns filter reads it regardless.
+    pub fn netns_ids(mut self, on: bool) -> Self {
+        self.cfg.filters.no_netns = !on;
+        self
+    }
     /// Ring pages per CPU (a power of two; see [`Config::ring_pages`]).
     pub fn ring_pages(mut self, pages: usize) -> Self {
         self.cfg.ring_pages = pages;

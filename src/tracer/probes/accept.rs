@@ -45,12 +45,15 @@ pub fn accept_program(
     // was hidden.
     closed_call(&mut a, maps, Helper::MapLookupElem, 0);
     a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
-    a.ldx(Size::W, Reg::R1, Reg::R0, 0);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
+    a.alu64_imm(Alu::And, Reg::R1, 0xffff); // the mark, without its peer
     a.stx(Size::W, Reg::R10, ALSO_X, Reg::R1);
     closed_call(&mut a, maps, Helper::MapDeleteElem, 0);
     task_block(&mut a, VAL, Some(Reg::R8), f);
     a.ja(emit);
     // The owner, for an X from softirq later; and the event's task fields.
+    // (A reset on another CPU may miss it by a hair: after the A, the
+    // program looks for that reset's mark; see claim_missed_close.)
     a.bind(open);
     remember_owner(&mut a, maps, Reg::R8, f);
     a.bind(emit);

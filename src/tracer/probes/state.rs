@@ -122,7 +122,8 @@ pub fn state_program(
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.jmp_imm(Jmp::Eq, Reg::R0, 0, emit_close);
     // No owner recorded: mark that this X was reported (see mark_closed).
-    mark_closed(&mut a, maps, MARK_SHOWN);
+    peer(&mut a, so, mem, out);
+    mark_closed(&mut a, maps, MARK_SHOWN, Reg::R8);
     a.ja(emit_close);
     // No task holds the lock (softirq or timer): the owner did it.
     a.bind(softirq);
@@ -140,13 +141,24 @@ pub fn state_program(
     probe_read(&mut a, TMP, 8, Reg::R7, so.sk_socket, out);
     a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
+    peer(&mut a, so, mem, out);
     if f.on_task() {
         // Task filters cannot match an unknown owner: leave the X to the
         // accept program, if this socket is being accepted.
-        mark_closed(&mut a, maps, MARK_HIDDEN);
-        a.ja(out);
+        mark_closed(&mut a, maps, MARK_HIDDEN, Reg::R8);
+        // Unless the accept program recorded the owner since the lookup
+        // above (it looks for this mark after recording: see accept.rs).
+        // Whoever deletes the mark reports the X.
+        fence(&mut a);
+        conns_call(&mut a, maps, Helper::MapLookupElem);
+        a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+        owner_to_event(&mut a, Reg::R0);
+        closed_call(&mut a, maps, Helper::MapDeleteElem, 0);
+        a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+        conns_call(&mut a, maps, Helper::MapDeleteElem);
+        a.ja(emit_close);
     } else {
-        mark_closed(&mut a, maps, MARK_SHOWN);
+        mark_closed(&mut a, maps, MARK_SHOWN, Reg::R8);
         unknown_to_event(&mut a);
     }
     a.bind(emit_close);
@@ -161,4 +173,12 @@ pub fn state_program(
     a.bind(out);
     exit0(&mut a);
     a.finish()
+}
+
+/// r8 = the peer word of the sk in r7 (see `mark_closed`).
+fn peer(a: &mut Asm, so: &SockOffsets, mem: Mem, out: Label) {
+    peer_word(a, so, Reg::R8, |a, size, dst, off| {
+        let bytes = if size == Size::W { 4 } else { 2 };
+        read_sk(a, mem, dst, Field { off, size: bytes, bits: None }, out)
+    });
 }
