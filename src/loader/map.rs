@@ -58,6 +58,8 @@ pub(crate) struct IdAttr {
 }
 
 pub const BPF_ANY: u64 = 0;
+/// Hash maps: allocate elements on update instead of all at creation.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[derive(Debug)]
 pub struct Map {
@@ -84,11 +86,24 @@ impl Map {
         value_size: u32,
         max_entries: u32,
     ) -> Result<Map, LoadError> {
+        Map::create_flags(map_type, name, key_size, value_size, max_entries, 0)
+    }
+
+    /// [`Map::create`] with `map_flags` (e.g. [`BPF_F_NO_PREALLOC`]).
+    pub fn create_flags(
+        map_type: MapType,
+        name: &str,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    ) -> Result<Map, LoadError> {
         let mut attr = CreateAttr {
             map_type: map_type as u32,
             key_size,
             value_size,
             max_entries,
+            map_flags,
             map_name: obj_name(name),
             ..Default::default()
         };

@@ -16,6 +16,7 @@ use crate::asm::AsmError;
 use crate::btf::{Btf, BtfError};
 use crate::loader::attach::{self, BpfLink, PerfLink};
 use crate::loader::kprobe::{self, Kprobe};
+use crate::loader::map::BPF_F_NO_PREALLOC;
 use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
@@ -345,12 +346,8 @@ impl Tracer {
         crate::loader::raise_memlock();
         // The BTF is parsed in a thread while tracefs, the maps and the
         // rings, which do not need it, are set up.
-        let cpu = current_cpu();
         let (btf, setup, t_btf, t_setup) = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                avoid_cpu(cpu);
-                (load_btf(cfg), t0.elapsed())
-            });
+            let h = s.spawn(|| (load_btf(cfg), t0.elapsed()));
             let setup = Setup::new(cfg);
             let t_setup = t0.elapsed();
             let (btf, t_btf) = h.join().expect("btf thread");
@@ -407,17 +404,8 @@ impl Tracer {
         // on every CPU); they are attached one after the other, in probe
         // order (0.25-0.5 ms each when no recent detach makes the kernel
         // wait for an RCU grace period).
-        let cpu = current_cpu();
         let loaded: Result<Vec<(Prog, f64)>, Error> = std::thread::scope(|s| {
-            let spawn = |(i, p)| {
-                s.spawn(move || {
-                    if i == 0 {
-                        avoid_cpu(cpu);
-                    }
-                    load_probe(p)
-                })
-            };
-            let handles: Vec<_> = probes.iter().enumerate().map(spawn).collect();
+            let handles: Vec<_> = probes.iter().map(|p| s.spawn(move || load_probe(p))).collect();
             handles.into_iter().map(|h| h.join().expect("load thread")).collect()
         });
         let (mut bpf_links, mut perf_links, mut kprobes, mut progs) =
@@ -604,33 +592,6 @@ impl Tracer {
     }
 }
 
-/// The CPU the calling thread runs on (-1 if unknown).
-fn current_cpu() -> i32 {
-    // SAFETY: no arguments.
-    unsafe { libc::sched_getcpu() }
-}
-
-/// Keep the calling (new) thread off `cpu`, its spawner's CPU, where the
-/// scheduler tends to put it: there the helper and the spawner ran one
-/// after the other (3 of 4 starts here), not side by side. Best effort;
-/// the thread keeps every other CPU it was allowed.
-fn avoid_cpu(cpu: i32) {
-    let Ok(cpu) = usize::try_from(cpu) else { return };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: a zeroed cpu_set_t is valid; the calls get its size; pid 0
-    // is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= libc::CPU_SETSIZE as usize || libc::sched_getaffinity(0, size, &mut set) != 0 {
-            return;
-        }
-        libc::CPU_CLR(cpu, &mut set);
-        if libc::CPU_COUNT(&set) > 0 {
-            libc::sched_setaffinity(0, size, &set);
-        }
-    }
-}
-
 /// The kernel BTF (or `--btf`'s, with the running kernel's for attach ids),
 /// with the types the probes use indexed.
 fn load_btf(cfg: &Config) -> Result<(Btf, Option<Btf>), Error> {
@@ -661,8 +622,18 @@ impl Setup {
         let tracefs = Arc::new(Tracefs::open()?);
         let cpus = crate::perf::possible_cpu_count()?;
         // A plain hash: every entry is deleted when its socket closes; an LRU
-        // hash cost the programs ~25 % more (its free lists) here.
-        let conns = Map::create(MapType::Hash, "tcpt_conns", 8, probes::CONN_VALUE_SIZE, CONNS_MAX)?;
+        // hash cost the programs ~25 % more (its free lists) here. Not
+        // preallocated: creating all 32768 entries took ~1 ms of the start,
+        // and the programs ran faster without (A/B, 5 pairs, 1 and 2 load
+        // threads: state 123-133 vs 132-146 ns, accept 468-489 vs 536-580 ns).
+        let conns = Map::create_flags(
+            MapType::Hash,
+            "tcpt_conns",
+            8,
+            probes::CONN_VALUE_SIZE,
+            CONNS_MAX,
+            BPF_F_NO_PREALLOC,
+        )?;
         let closed = Map::create(MapType::LruHash, "tcpt_closed", 8, 8, CLOSED_MAX)?;
         let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
         if cfg.ringbuf {
