@@ -1615,9 +1615,8 @@ fn report(
             let one = kc.one_thread.as_deref().map(|one| {
                 let _ = writeln!(
                     w,
-                    "\nThe same with 1 load thread: {} conn/s, {} lost. With 2, the client and server threads on the \
-                     other CPU share the process's fd table and sockets, so the accept program's reads through \
-                     them miss the cache more often.\n",
+                    "\nThe same with 1 load thread (its client and server threads pinned to one CPU): {} conn/s, \
+                     {} lost.\n",
                     k(one.load.rate),
                     one.lost
                 );
