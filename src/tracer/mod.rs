@@ -560,11 +560,7 @@ impl Tracer {
     /// While it is 0 a drain hands out every event at once; otherwise the
     /// newest `Config::reorder_ns` wait for stragglers.
     pub fn outputs_in_flight(&mut self) -> Option<u64> {
-        let key = (probes::STAT_IN_FLIGHT as u32).to_ne_bytes();
-        if !self.stats.lookup_raw(&key, &mut self.stat_buf).ok()? {
-            return None;
-        }
-        Some(self.stat_buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).sum())
+        stat_sum(&self.stats, probes::STAT_IN_FLIGHT, &mut self.stat_buf)
     }
 
     /// What the kernel side lost so far (cumulative).
@@ -576,8 +572,8 @@ impl Tracer {
             (probes::STAT_CONN_UPDATE_FAILED, &mut out.untracked),
             (probes::STAT_RING_FULL, &mut out.ring_full),
         ] {
-            if self.stats.lookup_raw(&(slot as u32).to_ne_bytes(), &mut buf).unwrap_or(false) {
-                *field = buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).sum();
+            if let Some(n) = stat_sum(&self.stats, slot, &mut buf) {
+                *field = n;
             }
         }
         out.recursion_misses = self.prog_stats().iter().map(|p| p.recursion_misses).sum();
@@ -650,6 +646,15 @@ impl Setup {
         }
         Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages })
     }
+}
+
+/// One `stats` slot summed over the CPUs (`buf`: 8 bytes per possible
+/// CPU); `None` if it could not be read.
+fn stat_sum(stats: &Map, slot: i32, buf: &mut [u8]) -> Option<u64> {
+    if !stats.lookup_raw(&(slot as u32).to_ne_bytes(), buf).ok()? {
+        return None;
+    }
+    Some(buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).sum())
 }
 
 /// Queued bytes at which the reader is woken: `Config::watermark`, or an
