@@ -17,7 +17,7 @@ pub(crate) fn u32_at(d: &[u8], at: usize) -> u32 {
 
 /// Bytes following the 12-byte type record for kind number `kind`, or None
 /// for an unknown kind.
-pub(crate) const fn extra_len(kind: u32, vlen: u32) -> Option<usize> {
+pub(crate) fn extra_len(kind: u32, vlen: u32) -> Option<usize> {
     let vlen = vlen as usize;
     Some(match kind {
         1 => 4,                    // INT
