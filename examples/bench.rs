@@ -1009,7 +1009,8 @@ fn status_kb(pid: i32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The perf ring mappings (`anon_inode:[perf_event]`) in /proc/PID/smaps.
+/// The ring mappings in /proc/PID/smaps: perf rings (`anon_inode:[perf_event]`)
+/// or the slot array and wake ring (`anon_inode:bpf-map`).
 fn rings(pid: i32) -> Rings {
     let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let mut r = Rings::default();
@@ -1017,7 +1018,7 @@ fn rings(pid: i32) -> Rings {
     for l in smaps.lines() {
         let first = l.split_whitespace().next().unwrap_or("");
         if first.contains('-') && first.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-') {
-            in_ring = l.contains("perf_event");
+            in_ring = l.contains("perf_event") || l.contains("bpf-map");
             if in_ring {
                 r.count += 1;
             }
@@ -1089,6 +1090,10 @@ struct Kernel {
     progs: Vec<ProgStat>,
     /// The same run with TCPTRACER_RINGBUF=1 (the BPF ring buffer), if it ran.
     ringbuf: Option<Box<Kernel>>,
+    /// The same run with TCPTRACER_PERF_RINGS=1 (per-CPU perf rings), if it ran.
+    perf: Option<Box<Kernel>>,
+    /// How the programs handed out events (from their --debug disassembly).
+    transport: &'static str,
     /// The same run with one load thread (no CPU shares the load's sockets
     /// and fd table with another), if it ran.
     one_thread: Option<Box<Kernel>>,
@@ -1107,6 +1112,12 @@ fn kernel_cost(cfg: &Cfg) -> R<Kernel> {
     let rb = kernel_cost_run(cfg, cfg.ncpu);
     std::env::remove_var("TCPTRACER_RINGBUF");
     k.ringbuf = rb.ok().map(Box::new);
+    if k.transport != "perf rings" {
+        std::env::set_var("TCPTRACER_PERF_RINGS", "1");
+        let perf = kernel_cost_run(cfg, cfg.ncpu);
+        std::env::remove_var("TCPTRACER_PERF_RINGS");
+        k.perf = perf.ok().map(Box::new);
+    }
     Ok(k)
 }
 
@@ -1140,6 +1151,14 @@ fn kernel_cost_run(cfg: &Cfg, threads: usize) -> R<Kernel> {
         Ok(Kernel {
             progs,
             ringbuf: None,
+            perf: None,
+            transport: if errs.contains("atomic64_cmpxchg") {
+                "slot rings"
+            } else if errs.contains("bpf_ringbuf_output") {
+                "ring buffer"
+            } else {
+                "perf rings"
+            },
             one_thread: None,
             threads,
             load,
@@ -1555,12 +1574,12 @@ fn report(
             let _ = writeln!(w, "| VmRSS after the load | {} |", m.rss_load);
             let _ = writeln!(
                 w,
-                "| perf rings: {} `[perf_event]` mappings, size | {} |",
+                "| rings: {} mappings (`[perf_event]`: perf rings; `bpf-map`: slot rings and wake ring), size | {} |",
                 m.rings_load.count, m.rings_load.size_kb
             );
             let _ = writeln!(
                 w,
-                "| perf rings: Rss at attach / after the load | {} / {} |",
+                "| rings: Rss at attach / after the load | {} / {} |",
                 m.rings_attach.rss_kb, m.rings_load.rss_kb
             );
             let _ = writeln!(
@@ -1578,6 +1597,12 @@ fn report(
                     w,
                     "\nThe perf ring pages are kernel pages mapped VM_IO (`[perf_event]`, VmFlags `io`): smaps shows \
                      Rss 0 for them, so VmHWM does not include the rings; their size is the ring memory."
+                );
+            } else if m.rings_load.rss_kb > 0 {
+                let _ = writeln!(
+                    w,
+                    "\nThe slot rings are an mmap'ed BPF array: all its pages count in Rss (and VmHWM) from the \
+                     start, so VmHWM includes the ring memory."
                 );
             }
             let _ = writeln!(w, "\nBinary: {} bytes; `file`: {}", m.bin_size, m.bin_file);
@@ -1603,12 +1628,13 @@ fn report(
             let _ = writeln!(
                 w,
                 "kernel.bpf_stats_enabled=1 during one run: max rate, {} load threads, {} s, {} conn/s \
-                 ({} connections, {} lost); restored to {} afterwards.\n",
+                 ({} connections, {} lost; events through {}); restored to {} afterwards.\n",
                 cfg.ncpu,
                 kc.secs,
                 k(kc.load.rate),
                 kc.load.conns,
                 kc.lost,
+                kc.transport,
                 kc.restored
             );
             let (cnt, mean) = prog_table(&mut w, kc);
@@ -1622,10 +1648,20 @@ fn report(
                 );
                 prog_table(&mut w, one)
             });
+            if let Some(p) = &kc.perf {
+                let _ = writeln!(
+                    w,
+                    "\nThe same with TCPTRACER_PERF_RINGS=1 (per-CPU perf rings, `bpf_perf_event_output`; the \
+                     default before 5.12): {} conn/s, {} lost.\n",
+                    k(p.load.rate),
+                    p.lost
+                );
+                prog_table(&mut w, p);
+            }
             if let Some(rb) = &kc.ringbuf {
                 let _ = writeln!(
                     w,
-                    "\nThe same with TCPTRACER_RINGBUF=1 (one BPF ring buffer instead of per-CPU perf rings; \
+                    "\nThe same with TCPTRACER_RINGBUF=1 (one BPF ring buffer for all CPUs; \
                      not the default): {} conn/s, {} lost.\n",
                     k(rb.load.rate),
                     rb.lost

@@ -212,7 +212,8 @@ fn config(args: &Args) -> Config {
         .netns_ids(args.json || args.verbose)
         .debug(args.debug)
         .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"))
-        .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"));
+        .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"))
+        .perf_rings(std::env::var_os("TCPTRACER_PERF_RINGS").is_some_and(|v| v == "1"));
     if let Some(p) = &args.btf {
         b = b.btf(p);
     }
@@ -345,6 +346,7 @@ fn check(cfg: &Config) -> ! {
     println!("{:<18} {}", "tp_btf", yes_no(features::tp_btf(Some(&btf))));
     println!("{:<18} {}", "tracepoints", yes_no(features::tracepoints(&tracefs)));
     println!("{:<18} {}", "ringbuf", if features::ringbuf() { "yes" } else { "no" });
+    println!("{:<18} {}", "slot rings", if features::slot_rings() { "yes" } else { "no (perf rings)" });
     println!("{:<18} {}", "probe_read_kernel", if features::probe_read_kernel() { "yes" } else { "no" });
     println!("{:<18} {}", "backend (auto)", features::pick(Some(&btf), &tracefs).name());
     std::process::exit(0)

@@ -53,17 +53,22 @@ fn builder_yields_typed_events() {
     assert_nothing_left();
 }
 
-#[test]
-fn a_full_ring_buffer_counts_every_lost_event() {
+/// A ring of a page per CPU, far fewer slots than events; only this
+/// port's events reach it (filtered in the kernel): every event is
+/// delivered or counted in `ring_full`.
+fn a_full_ring_counts_every_lost_event(ringbuf: bool) {
     let _g = serial();
     require_root();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    // One page per CPU: a ring buffer of a few pages, far fewer than the
-    // events; only this port's events reach it (filtered in the kernel).
-    let mut t =
-        Tracer::builder().backend(backend()).port(port).ring_pages(1).ringbuf(true).start().expect("start");
-    assert!(t.ringbuf, "every kernel tested has the BPF ring buffer");
+    let mut t = Tracer::builder()
+        .backend(backend())
+        .port(port)
+        .ring_pages(1)
+        .ringbuf(ringbuf)
+        .start()
+        .expect("start");
+    assert_eq!((t.ringbuf, t.slots), (ringbuf, !ringbuf), "every kernel tested has the BPF ring buffer");
     const N: u64 = 300;
     for _ in 0..N {
         let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -76,7 +81,7 @@ fn a_full_ring_buffer_counts_every_lost_event() {
     loop {
         let before = got;
         let lost = t.poll(50, &mut |_| got += 1).unwrap();
-        assert_eq!(lost, 0, "no perf LOST records from a ring buffer");
+        assert_eq!(lost, 0, "no perf LOST records from a ring buffer or slot rings");
         if got == before && t0.elapsed() > Duration::from_millis(300) {
             break;
         }
@@ -89,6 +94,21 @@ fn a_full_ring_buffer_counts_every_lost_event() {
     assert_eq!(t.outputs_in_flight(), Some(0), "failed outputs are counted out too");
     drop(t);
     assert_nothing_left();
+}
+
+#[test]
+fn a_full_ring_buffer_counts_every_lost_event() {
+    a_full_ring_counts_every_lost_event(true);
+}
+
+#[test]
+fn full_slot_rings_count_every_lost_event() {
+    if !tcptracer::tracer::features::slot_rings() {
+        // Before 5.12 (no BPF cmpxchg) the tracer uses perf rings.
+        assert!(common::kernel_version() < (5, 12), "{:?}", common::kernel_version());
+        return;
+    }
+    a_full_ring_counts_every_lost_event(false);
 }
 
 #[test]

@@ -191,7 +191,12 @@ fn fexit_return_slot_comes_from_the_kernels_prototype() {
 /// Start the tracer as uid 0 with only `caps` (SECBIT_NOROOT: exec grants
 /// root nothing, the ambient set is all it gets) and RLIMIT_MEMLOCK of
 /// `memlock` bytes; stop it after its header. (exit status, stderr, header seen)
-fn run_least_privilege(caps: &'static [u32], memlock: u64, ringbuf: bool) -> (Option<i32>, String, bool) {
+/// `transport`: an env var set to 1 (TCPTRACER_RINGBUF, TCPTRACER_PERF_RINGS).
+fn run_least_privilege(
+    caps: &'static [u32],
+    memlock: u64,
+    transport: Option<&str>,
+) -> (Option<i32>, String, bool) {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
@@ -209,8 +214,8 @@ fn run_least_privilege(caps: &'static [u32], memlock: u64, ringbuf: bool) -> (Op
     }
     let mut cmd = Command::new(common::bin());
     cmd.args(common::backend_args()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if ringbuf {
-        cmd.env("TCPTRACER_RINGBUF", "1");
+    if let Some(var) = transport {
+        cmd.env(var, "1");
     }
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
@@ -290,7 +295,7 @@ fn least_privilege_and_a_low_memlock_limit() {
     let have_sys_resource = u64::from_str_radix(bnd.trim(), 16).unwrap() & (1 << SYS_RESOURCE) != 0;
     let all: &'static [u32] = if have_sys_resource { &[BPF, PERFMON, SYS_RESOURCE] } else { &[BPF, PERFMON] };
     let _restore = if std::fs::read_to_string(Paranoid::FILE).unwrap().trim() == "3" {
-        let (code, err, header) = run_least_privilege(all, u64::MAX, false);
+        let (code, err, header) = run_least_privilege(all, u64::MAX, None);
         assert!(!header && code == Some(1), "paranoid 3: {code:?} {err}");
         assert!(err.contains("kernel.perf_event_paranoid is 3"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -299,7 +304,8 @@ fn least_privilege_and_a_low_memlock_limit() {
         None
     };
     let memcg = common::kernel_version() >= (5, 11);
-    let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, false);
+    let perf = Some("TCPTRACER_PERF_RINGS");
+    let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, perf);
     if memcg {
         assert!(
             header && code == Some(0),
@@ -309,8 +315,12 @@ fn least_privilege_and_a_low_memlock_limit() {
         // Perf rings beyond perf_event_mlock_kb count against RLIMIT_MEMLOCK.
         assert!(err.contains("Note: perf rings cut to"), "{err}");
         // The ring buffer is charged to the memory cgroup, not RLIMIT_MEMLOCK.
-        let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, true);
+        let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, Some("TCPTRACER_RINGBUF"));
         assert!(header && code == Some(0), "ring buffer: {code:?} {err}");
+        assert!(!err.contains("Note: perf rings"), "{err}");
+        // So are slot rings (an mmap'able array), the default where they run.
+        let (code, err, header) = run_least_privilege(&[BPF, PERFMON], 64 * 1024, None);
+        assert!(header && code == Some(0), "default: {code:?} {err}");
         assert!(!err.contains("Note: perf rings"), "{err}");
     } else {
         assert!(!header && code == Some(1), "{code:?} {err}");
@@ -321,7 +331,7 @@ fn least_privilege_and_a_low_memlock_limit() {
         eprintln!("CAP_SYS_RESOURCE is not in this container's bounding set: that case runs in the VM");
         return;
     }
-    let (code, err, header) = run_least_privilege(&[BPF, PERFMON, SYS_RESOURCE], 64 * 1024, false);
+    let (code, err, header) = run_least_privilege(&[BPF, PERFMON, SYS_RESOURCE], 64 * 1024, perf);
     assert!(header && code == Some(0), "with CAP_SYS_RESOURCE: {code:?} {err}");
     assert!(!err.contains("Note: perf rings"), "raising the limit gives full rings: {err}");
 }

@@ -25,12 +25,15 @@ fn ipv4_connect_accept_close() {
     check_flow(&[], "127.0.0.1:0", "127.0.0.1", 4, Close::Fin);
 }
 
-#[test]
-fn the_ring_buffer_carries_the_same_lines() {
-    // TCPTRACER_RINGBUF=1: one BPF ring buffer instead of per-CPU perf rings.
+/// The lines of FIN- and RST-closed IPv4 and IPv6 flows through the
+/// transport `env` selects, whose program call `--debug` shows.
+fn same_lines_through(env: Option<&str>, call: &str, not: &str) {
     let _g = serial();
     let mut cmd = Command::new(bin());
-    cmd.args(backend_args()).arg("--debug").env("TCPTRACER_RINGBUF", "1");
+    cmd.args(backend_args()).arg("--debug");
+    if let Some(var) = env {
+        cmd.env(var, "1");
+    }
     let t = Tracer::spawn(cmd);
     for rst in [false, true] {
         let close = || if rst { Close::Rst } else { Close::Fin };
@@ -40,9 +43,32 @@ fn the_ring_buffer_carries_the_same_lines() {
     assert_eq!(conns_entries_for(t.child.id(), pid()), 0, "conns entries left behind");
     let (status, err) = t.stop();
     assert!(status.success(), "{err}");
-    assert!(err.contains("call bpf_ringbuf_output#130"), "the programs write the ring buffer:\n{err}");
-    assert!(!err.contains("bpf_perf_event_output"), "{err}");
+    assert!(err.contains(call), "the programs write through {call}:\n{err}");
+    assert!(!err.contains(not), "{err}");
     assert_nothing_left();
+}
+
+#[test]
+fn the_ring_buffer_carries_the_same_lines() {
+    // TCPTRACER_RINGBUF=1: one BPF ring buffer instead of per-CPU rings.
+    same_lines_through(Some("TCPTRACER_RINGBUF"), "call bpf_ringbuf_output#130", "bpf_perf_event_output");
+}
+
+#[test]
+fn perf_rings_carry_the_same_lines() {
+    // TCPTRACER_PERF_RINGS=1: per-CPU perf rings even where slot rings run.
+    same_lines_through(Some("TCPTRACER_PERF_RINGS"), "call bpf_perf_event_output#25", "atomic64_cmpxchg");
+}
+
+#[test]
+fn slot_rings_are_the_default_where_the_kernel_has_cmpxchg() {
+    // 5.12+: reserve with cmpxchg, write the slot, commit; else perf rings.
+    if tcptracer::tracer::features::slot_rings() {
+        same_lines_through(None, "atomic64_cmpxchg", "bpf_perf_event_output");
+    } else {
+        assert!(common::kernel_version() < (5, 12), "{:?}", common::kernel_version());
+        same_lines_through(None, "call bpf_perf_event_output#25", "atomic64_cmpxchg");
+    }
 }
 
 #[test]
@@ -419,9 +445,11 @@ fn check_reports_features_and_auto_follows_them() {
 fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
     use tcptracer::loader::Map;
     let _g = serial();
-    // Per-CPU perf rings, the default (the ring buffer's loss, a full
-    // ring, is in tests/library.rs).
-    let t = Tracer::start(&[]);
+    // Per-CPU perf rings (the ring buffer's and the slot rings' loss, a
+    // full ring, is in tests/library.rs).
+    let mut cmd = Command::new(bin());
+    cmd.args(backend_args()).env("TCPTRACER_PERF_RINGS", "1");
+    let t = Tracer::spawn(cmd);
     // Empty the perf event array: bpf_perf_event_output then fails (-ENOENT)
     // in the kernel, where no perf LOST record can see it.
     let id = map_ids_of(t.child.id(), 4).pop().expect("the tracer's perf event array");

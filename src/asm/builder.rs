@@ -180,6 +180,13 @@ impl Asm {
         self.push(CLASS_STX | MODE_ATOMIC | size.code(), dst, src.num(), off, 0);
     }
 
+    /// `r0 = cmpxchg((size *)(dst + off), r0, src)` (5.12+): stores `src`
+    /// if the memory holds r0; r0 gets the old value either way.
+    pub fn atomic_cmpxchg(&mut self, size: Size, dst: Reg, off: i16, src: Reg) {
+        debug_assert!(matches!(size, Size::W | Size::DW), "cmpxchg needs W or DW");
+        self.push(CLASS_STX | MODE_ATOMIC | size.code(), dst, src.num(), off, ATOMIC_CMPXCHG);
+    }
+
     fn jump(&mut self, code: u8, dst: Reg, src: u8, imm: i32, to: Label) {
         self.fixups.push((self.insns.len(), to));
         self.push(code, dst, src, 0, imm);

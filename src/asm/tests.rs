@@ -76,6 +76,11 @@ fn golden_single_instructions() {
             assemble(|a| a.atomic_add(Size::W, R1, 0, R2)),
             vec![0xc3, 0x21, 0, 0, 0, 0, 0, 0],
         ),
+        (
+            "cmpxchg DW [r4+0], r3",
+            assemble(|a| a.atomic_cmpxchg(Size::DW, R4, 0, R3)),
+            vec![0xdb, 0x34, 0, 0, 0xf1, 0, 0, 0],
+        ),
     ];
     for (name, got, want) in cases {
         assert_eq!(got, want, "{name}");

@@ -60,6 +60,8 @@ pub(crate) struct IdAttr {
 pub const BPF_ANY: u64 = 0;
 /// Hash maps: allocate elements on update instead of all at creation.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
+/// An array user space can mmap (5.5+).
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 #[derive(Debug)]
 pub struct Map {

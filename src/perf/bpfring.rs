@@ -117,7 +117,7 @@ impl BpfRingView {
     }
 }
 
-fn map(
+pub(crate) fn map(
     fd: BorrowedFd<'_>,
     len: usize,
     prot: i32,

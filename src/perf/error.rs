@@ -45,6 +45,13 @@ pub enum PerfError {
     },
     /// The ring buffer's size must be a power of two of at least a page.
     BadRingSize(usize),
+    /// Slot rings of `n` (a power of two) slots of `slot` bytes (a
+    /// multiple of 8, at least `MIN_SLOT`) per CPU that cannot be.
+    BadSlots {
+        cpus: u32,
+        n: u64,
+        slot: usize,
+    },
     /// mmap of the BPF ring buffer (`what`: which part).
     RingMmap {
         what: &'static str,
@@ -88,6 +95,9 @@ impl fmt::Display for PerfError {
                 f,
                 "perf ring (cpu {cpu}): corrupt record at position {pos} (size {size}, {avail} bytes available)"
             ),
+            Self::BadSlots { cpus, n, slot } => {
+                write!(f, "slot rings of {n} slots of {slot} bytes on {cpus} CPUs cannot be laid out")
+            }
             Self::BadRingSize(n) => write!(f, "ring buffer size {n} bytes: not a power of two of at least a page"),
             Self::RingMmap { what, len, source } => write!(f, "mmap ring buffer ({what}, {len} bytes): {source}"),
             Self::RingCorrupt { pos, size, avail } => write!(

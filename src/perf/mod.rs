@@ -13,7 +13,9 @@
 //! Borrowed slices never outlive the drain that produced them.
 //!
 //! The same reader also drains a BPF ring buffer (`bpfring.rs`): one ring
-//! for all CPUs, which kernels from 5.8 offer and the tracer prefers.
+//! for all CPUs (5.8+), and slot rings (`slots.rs`): per-CPU rings the
+//! programs write with plain stores into an mmap'ed array (5.12+ atomics),
+//! which the tracer prefers.
 
 mod bpfring;
 mod cpus;
@@ -24,12 +26,14 @@ mod ring;
 mod ring_tests;
 #[cfg(test)]
 mod root_tests;
+mod slots;
 
 pub use cpus::{online_cpus, parse_cpu_list, possible_cpu_count};
 pub use error::PerfError;
 pub use reader::{page_size, PerfReader};
 #[doc(hidden)]
 pub use ring::drain_buffer;
+pub use slots::{MIN_SLOT, TAIL as SLOT_TAIL};
 
 /// One record taken from a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::ptr;
 
 use super::bpfring::BpfRing;
 use super::ring::{data_layout, RingView, DATA_OFFSET, DATA_SIZE};
+use super::slots::SlotRings;
 use super::{DrainStats, PerfError, Record, Wake};
 use crate::loader::sys::{
     ioctl, owned_fd, perf_event_open, PerfEventAttr, PERF_COUNT_SW_BPF_OUTPUT, PERF_EVENT_IOC_DISABLE,
@@ -117,6 +118,8 @@ pub struct PerfReader {
     rings: Vec<Ring>,
     /// A BPF ring buffer instead of perf rings (ring index 0).
     bpf: Option<BpfRing>,
+    /// Slot rings instead of perf rings (ring index = CPU).
+    slots: Option<SlotRings>,
     epoll: OwnedFd,
     events: Vec<libc::epoll_event>,
     scratch: Vec<u8>,
@@ -165,6 +168,37 @@ impl PerfReader {
         Ok(r)
     }
 
+    /// Read slot rings: the mmap'able array `fd` holding `n` slots of
+    /// `slot` bytes per CPU for `cpus` CPUs, then a control element per CPU
+    /// (see `slots.rs`). `wake` is a ring buffer of `wake_size` bytes whose
+    /// records only wake `wait`; they are dropped unread.
+    pub fn open_slots(
+        fd: BorrowedFd<'_>,
+        cpus: u32,
+        n: u64,
+        slot: usize,
+        wake: BorrowedFd<'_>,
+        wake_size: usize,
+    ) -> Result<PerfReader, PerfError> {
+        let mut r = PerfReader::empty()?;
+        let page = page_size();
+        let ring = BpfRing::open(wake, wake_size, page)?;
+        r.slots = Some(SlotRings::open(fd, cpus, n, slot, ring, page)?);
+        epoll_add(&r.epoll, wake.as_raw_fd(), 0).map_err(|source| PerfError::Epoll {
+            call: "epoll_ctl(wake ring)",
+            cpu: None,
+            source,
+        })?;
+        r.events.resize(2, libc::epoll_event { events: 0, u64: 0 });
+        Ok(r)
+    }
+
+    /// With slot rings: positions reserved on all CPUs and not yet read
+    /// (records being written, or left by a drain's limit).
+    pub fn slots_unread(&self) -> Option<u64> {
+        self.slots.as_ref().map(SlotRings::unread)
+    }
+
     /// The BPF ring buffer's size, if this reads one (not perf rings).
     pub fn ringbuf_size(&self) -> Option<usize> {
         self.bpf.as_ref().map(|b| b.size())
@@ -181,6 +215,7 @@ impl PerfReader {
         Ok(PerfReader {
             rings: Vec::new(),
             bpf: None,
+            slots: None,
             epoll: owned_fd(ep),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 1],
             scratch: Vec::with_capacity(MAX_RECORD),
@@ -225,6 +260,12 @@ impl PerfReader {
             return Err(PerfError::Epoll { call: "epoll_wait", cpu: None, source: e });
         }
         let ready = &self.events[..n as usize];
+        if let Some(s) = &self.slots {
+            if ready.iter().any(|e| ({ e.u64 }) == 0) {
+                // Wake-up records carry nothing: drop them.
+                s.wake.view.drain(&mut self.scratch, usize::MAX, &mut |_| {});
+            }
+        }
         Ok(if ready.is_empty() {
             Wake::Timeout
         } else if ready.iter().any(|e| ({ e.u64 }) == WAKE_TOKEN) {
@@ -251,9 +292,10 @@ impl PerfReader {
         err.map_or(Ok(total), Err)
     }
 
-    /// How many rings there are (one per online CPU, or the one ring buffer).
+    /// How many rings there are (one per online CPU, the one ring buffer,
+    /// or one slot ring per possible CPU).
     pub fn ring_count(&self) -> usize {
-        self.rings.len() + usize::from(self.bpf.is_some())
+        self.rings.len() + usize::from(self.bpf.is_some()) + self.slots.as_ref().map_or(0, |s| s.views.len())
     }
 
     /// Hand up to `limit` records of ring `i` to `f`; `Ok(true)` when
@@ -264,6 +306,10 @@ impl PerfReader {
         limit: usize,
         f: &mut dyn FnMut(Record<'_>),
     ) -> (DrainStats, Result<bool, PerfError>) {
+        if let Some(s) = &self.slots {
+            let (stats, more) = s.views[i].drain(limit, f);
+            return (stats, Ok(more));
+        }
         if let Some(b) = &self.bpf {
             let (stats, corrupt, more) = b.view.drain(&mut self.scratch, limit, f);
             let r = match corrupt {

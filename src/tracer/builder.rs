@@ -114,6 +114,11 @@ impl Builder {
         self.cfg.ringbuf = on;
         self
     }
+    /// Per-CPU perf rings even where slot rings could run (5.12+).
+    pub fn perf_rings(mut self, on: bool) -> Self {
+        self.cfg.perf_rings = on;
+        self
+    }
     /// How long events are held to come out in time order (0: per drain only).
     pub fn reorder_ns(mut self, ns: u64) -> Self {
         self.cfg.reorder_ns = ns;

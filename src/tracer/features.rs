@@ -62,6 +62,20 @@ pub fn ringbuf() -> bool {
     Map::create(MapType::RingBuf, "tcpt_probe", 0, 0, 4096).is_ok()
 }
 
+/// What slot rings need (`perf/slots.rs`): BPF cmpxchg (5.12+; the
+/// verifier refuses it before) and mmap'able arrays (5.5+).
+pub fn slot_rings() -> bool {
+    let cmpxchg = try_load(ProgType::Tracepoint, 0, 0, |a| {
+        a.st(crate::asm::Size::DW, Reg::R10, -8, 0);
+        a.mov64_imm(Reg::R0, 0);
+        a.mov64_imm(Reg::R1, 1);
+        a.atomic_cmpxchg(crate::asm::Size::DW, Reg::R10, -8, Reg::R1);
+    });
+    cmpxchg.is_ok()
+        && Map::create_flags(MapType::Array, "tcpt_probe", 4, 8, 1, crate::loader::map::BPF_F_MMAPABLE)
+            .is_ok()
+}
+
 /// `bpf_probe_read_kernel` (5.5+): the verifier refuses an unknown helper.
 pub fn probe_read_kernel() -> bool {
     try_load(ProgType::Tracepoint, 0, 0, |a| {

@@ -16,7 +16,7 @@ use crate::asm::AsmError;
 use crate::btf::{Btf, BtfError};
 use crate::loader::attach::{self, BpfLink, PerfLink};
 use crate::loader::kprobe::{self, Kprobe};
-use crate::loader::map::BPF_F_NO_PREALLOC;
+use crate::loader::map::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC};
 use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
@@ -70,13 +70,17 @@ pub struct Config {
     /// Ring pages per CPU (a power of two): the size of each perf ring; the
     /// ring buffer has this many per CPU, in one ring.
     pub ring_pages: usize,
-    /// One BPF ring buffer (5.8+) instead of per-CPU perf rings. Measured
-    /// on 6.18 (2 vCPU): programs ~12 % faster with one producing CPU,
-    /// ~12 % slower with two (one lock), and the state program then fires
-    /// inside itself a few times per million connections under churn (each
-    /// such run is skipped), which perf rings did not show: so they stay
-    /// the default. Where the kernel has no ring buffer, perf rings are used.
+    /// One BPF ring buffer (5.8+) instead of per-CPU rings. Measured on
+    /// 6.18 (2 vCPU) against perf rings: programs ~12 % faster with one
+    /// producing CPU, ~12 % slower with two (one lock), and the state
+    /// program then fires inside itself a few times per million connections
+    /// under churn (each such run is skipped), which perf rings did not
+    /// show. Where the kernel has no ring buffer, per-CPU rings are used.
     pub ringbuf: bool,
+    /// Per-CPU perf rings even where the kernel can run slot rings (the
+    /// default from 5.12: see `perf/slots.rs`; programs ~15-20 % faster
+    /// per run here than with `bpf_perf_event_output`).
+    pub perf_rings: bool,
     /// Bytes in a ring before the reader is woken; 0: an eighth of the
     /// ring. Each wake-up costs the producing CPU an interrupt (an exit on
     /// a VM): 16 KiB woke the reader every ~150 events, which made the
@@ -102,6 +106,7 @@ impl Default for Config {
             debug: false,
             ring_pages: 256,
             ringbuf: false,
+            perf_rings: false,
             watermark: 0,
             kprobe_tracefs: false,
             reorder_ns: 2_000_000,
@@ -220,6 +225,9 @@ pub struct Tracer {
     pub ring_pages: usize,
     /// Events come through the BPF ring buffer (else per-CPU perf rings).
     pub ringbuf: bool,
+    /// Events come through slot rings (see `perf/slots.rs`).
+    pub slots: bool,
+    _wake: Option<Map>,
     held: order::Reorder,
     reorder_ns: u64,
     /// The window the last drain pass used: `reorder_ns`, or 0 when no
@@ -354,7 +362,7 @@ impl Tracer {
             (btf, setup, t_btf, t_setup)
         });
         let (btf, kernel_btf) = btf?;
-        let Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages } = setup?;
+        let Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages, slots } = setup?;
         // Offsets come from `btf`; ids for attaching by BTF id must be the
         // running kernel's own, which differ when --btf names another file.
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
@@ -386,6 +394,7 @@ impl Tracer {
                 closed: closed.raw_fd(),
                 inflight: inflight.as_ref().map(Map::raw_fd),
                 stats: stats.raw_fd(),
+                slots: slots.as_ref().map(|s| s.1),
             },
         };
         let ringbuf = cx.maps.ringbuf.is_some();
@@ -449,6 +458,8 @@ impl Tracer {
             _events: events,
             backend: kind,
             ringbuf,
+            slots: slots.is_some(),
+            _wake: slots.map(|s| s.0),
             ring_pages,
             held: order::Reorder::default(),
             reorder_ns: cfg.reorder_ns,
@@ -498,7 +509,10 @@ impl Tracer {
             let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
             // No output between stamp and commit (read after `now`, before
             // the rings): every event stamped before `now` is in a ring.
-            self.window_ns = if self.outputs_in_flight() == Some(0) { 0 } else { self.reorder_ns };
+            // (Slot rings: checked after reading them, below.)
+            if !self.slots {
+                self.window_ns = if self.outputs_in_flight() == Some(0) { 0 } else { self.reorder_ns };
+            }
             for i in 0..rings {
                 let (more, last) = &mut self.unfinished[i];
                 if !*more {
@@ -521,6 +535,11 @@ impl Tracer {
                         false
                     }
                 };
+            }
+            if self.slots {
+                // Nothing reserved is unread (read after `now`): an event
+                // stamps after reserving, so all stamped before `now` were read.
+                self.window_ns = if self.reader.slots_unread() == Some(0) { 0 } else { self.reorder_ns };
             }
             let busy = self.unfinished.iter().filter(|(more, _)| *more).map(|&(_, last)| last);
             let cutoff = order::cutoff(now, busy, self.window_ns);
@@ -556,10 +575,14 @@ impl Tracer {
         self.kprobes.iter().all(kprobe::counts_missed)
     }
 
-    /// Outputs stamped but not yet committed, on all CPUs (`None`: unknown).
+    /// Outputs stamped but not yet committed, on all CPUs (`None`: unknown);
+    /// with slot rings, slots reserved and not yet read.
     /// While it is 0 a drain hands out every event at once; otherwise the
     /// newest `Config::reorder_ns` wait for stragglers.
     pub fn outputs_in_flight(&mut self) -> Option<u64> {
+        if self.slots {
+            return self.reader.slots_unread();
+        }
         stat_sum(&self.stats, probes::STAT_IN_FLIGHT, &mut self.stat_buf)
     }
 
@@ -609,6 +632,8 @@ struct Setup {
     stats: Map,
     reader: PerfReader,
     ring_pages: usize,
+    /// With slot rings: the wake-up ring buffer, and what the programs need.
+    slots: Option<(Map, probes::SlotMaps)>,
 }
 
 impl Setup {
@@ -634,8 +659,33 @@ impl Setup {
         let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
         if cfg.ringbuf {
             if let Some((events, reader, pages)) = ring_buffer(cfg)? {
-                return Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages: pages });
+                let ring_pages = pages;
+                return Ok(Setup {
+                    tracefs,
+                    cpus,
+                    events,
+                    conns,
+                    closed,
+                    stats,
+                    reader,
+                    ring_pages,
+                    slots: None,
+                });
             }
+        } else if !cfg.perf_rings && features::slot_rings() {
+            let (events, reader, s) = slot_rings(cfg, cpus)?;
+            let ring_pages = cfg.ring_pages;
+            return Ok(Setup {
+                tracefs,
+                cpus,
+                events,
+                conns,
+                closed,
+                stats,
+                reader,
+                ring_pages,
+                slots: Some(s),
+            });
         }
         let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
         // The rings are in the events map before any program can fire.
@@ -644,8 +694,35 @@ impl Setup {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
             events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
         }
-        Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages })
+        Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages, slots: None })
     }
+}
+
+/// Slot rings (see `perf/slots.rs`): as many slots per possible CPU as fit
+/// `ring_pages` pages, rounded down to a power of two (at least 8).
+fn slot_rings(cfg: &Config, cpus: u32) -> Result<(Map, PerfReader, (Map, probes::SlotMaps)), Error> {
+    let page = crate::perf::page_size();
+    let fit = cfg.ring_pages.saturating_mul(page) / probes::SLOT_SIZE as usize;
+    let n = if fit < 8 { 8 } else { 1u32 << (usize::BITS - 1 - fit.leading_zeros()).min(24) };
+    let entries = u64::from(cpus) * u64::from(n) + u64::from(cpus);
+    let entries =
+        u32::try_from(entries)
+            .ok()
+            .filter(|_| entries * u64::from(probes::SLOT_SIZE) <= 1 << 32)
+            .ok_or_else(|| Error::Config(format!("slot rings of {n} slots on {cpus} CPUs are too large")))?;
+    let array =
+        Map::create_flags(MapType::Array, "tcpt_slots", 4, probes::SLOT_SIZE, entries, BPF_F_MMAPABLE)?;
+    let wake = Map::create(MapType::RingBuf, "tcpt_wake", 0, 0, page as u32)?;
+    let reader = PerfReader::open_slots(
+        array.as_fd(),
+        cpus,
+        u64::from(n),
+        probes::SLOT_SIZE as usize,
+        wake.as_fd(),
+        page,
+    )?;
+    let maps = probes::SlotMaps { fd: array.raw_fd(), wake: wake.raw_fd(), n, cpus };
+    Ok((array, reader, (wake, maps)))
 }
 
 /// One `stats` slot summed over the CPUs (`buf`: 8 bytes per possible

@@ -7,7 +7,9 @@
 //! its program (stamped, not yet committed): the window covers that gap.
 //! The programs count such outputs per CPU (`STAT_IN_FLIGHT`); a drain
 //! that finds none in flight needs no window, so a trickle of events is
-//! printed at once instead of a window later.
+//! printed at once instead of a window later. (Slot rings need no count: a
+//! program stamps after reserving its slot, so a drain that finds every
+//! reserved slot read has all events stamped before it.)
 
 use super::event::Event;
 

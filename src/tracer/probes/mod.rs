@@ -135,7 +135,28 @@ pub struct MapFds {
     pub inflight: Option<i32>,
     /// Per-CPU u64 counters, indexed by the `STAT_*` slots.
     pub stats: i32,
+    /// Slot rings instead of `events` (see `perf/slots.rs`).
+    pub slots: Option<SlotMaps>,
 }
+
+/// The slot rings' array and wake-up ring buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotMaps {
+    /// The mmap'able array: `cpus * n` slots of [`SLOT_SIZE`] bytes, then
+    /// a control element per CPU.
+    pub fd: i32,
+    /// A small ring buffer; a record in it only wakes the reader.
+    pub wake: i32,
+    /// Slots per CPU (a power of two).
+    pub n: u32,
+    pub cpus: u32,
+}
+
+/// A slot: the commit word, then the event.
+pub const SLOT_SIZE: u32 = 8 + EVENT_SIZE as u32;
+/// Tries at reserving a slot: each fails only if a program interrupting
+/// this one on its CPU reserved one between our read and our cmpxchg.
+const RESERVE_TRIES: usize = 4;
 
 /// How a program reads kernel memory: direct loads through BTF-typed
 /// pointers (tp_btf, fentry) or `probe_read_kernel` (tracepoint, kprobe).
@@ -595,6 +616,9 @@ fn claim_missed_close(a: &mut Asm, so: &SockOffsets, acc: Access, maps: &MapFds,
 /// Stamp the event and copy it into the ring(s), counted in flight
 /// meanwhile (`STAT_IN_FLIGHT`).
 fn output(a: &mut Asm, maps: &MapFds) {
+    if let Some(s) = maps.slots {
+        return slot_output(a, maps, s);
+    }
     let (counted, uncounted) = (a.label(), a.label());
     a.st(Size::W, Reg::R10, KEY, STAT_IN_FLIGHT);
     a.ld_map_fd(Reg::R1, maps.stats);
@@ -623,6 +647,81 @@ fn output(a: &mut Asm, maps: &MapFds) {
     a.mov64_imm(Reg::R2, -1);
     a.atomic_add(Size::DW, Reg::R1, 0, Reg::R2);
     a.bind(uncounted);
+}
+
+/// Reserve this CPU's next slot, stamp the event, copy it in, commit it
+/// (see `perf/slots.rs`). The reader is woken (a record in the wake ring)
+/// by the event that makes an eighth or half of the ring queued; it polls
+/// for less. Uses KEY, TMP and FLIGHT; keeps r6-r9.
+fn slot_output(a: &mut Asm, maps: &MapFds, s: SlotMaps) {
+    let (reserved, full, failed, wake, done) = (a.label(), a.label(), a.label(), a.label(), a.label());
+    let n = s.n as i32;
+    a.call(Helper::GetSmpProcessorId);
+    a.alu64_imm(Alu::Add, Reg::R0, (s.cpus * s.n) as i32);
+    a.stx(Size::W, Reg::R10, KEY, Reg::R0);
+    a.ld_map_fd(Reg::R1, s.fd);
+    stack_ptr(a, Reg::R2, KEY);
+    a.call(Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, failed);
+    a.mov64_reg(Reg::R4, Reg::R0);
+    for _ in 0..RESERVE_TRIES {
+        a.ldx(Size::DW, Reg::R1, Reg::R4, 0);
+        a.ldx(Size::DW, Reg::R2, Reg::R4, crate::perf::SLOT_TAIL as i16);
+        a.mov64_reg(Reg::R3, Reg::R1);
+        a.alu64_reg(Alu::Sub, Reg::R3, Reg::R2);
+        a.jmp_imm(Jmp::Ge, Reg::R3, n, full);
+        a.mov64_reg(Reg::R0, Reg::R1);
+        a.mov64_reg(Reg::R3, Reg::R1);
+        a.alu64_imm(Alu::Add, Reg::R3, 1);
+        a.atomic_cmpxchg(Size::DW, Reg::R4, 0, Reg::R3);
+        a.jmp_reg(Jmp::Eq, Reg::R0, Reg::R1, reserved);
+    }
+    a.ja(failed);
+    a.bind(reserved);
+    // r1: our position, r2: the tail we saw. Stamped after reserving: an
+    // event stamped before the reader's clock is already reserved then.
+    a.stx(Size::DW, Reg::R10, FLIGHT, Reg::R1);
+    a.alu64_reg(Alu::Sub, Reg::R1, Reg::R2);
+    a.alu64_imm(Alu::Add, Reg::R1, 1);
+    a.stx(Size::DW, Reg::R10, TMP, Reg::R1);
+    a.call(Helper::KtimeGetNs);
+    a.stx(Size::DW, Reg::R10, EV + off::TS, Reg::R0);
+    a.call(Helper::GetSmpProcessorId);
+    a.alu64_imm(Alu::Lsh, Reg::R0, s.n.trailing_zeros() as i32);
+    a.ldx(Size::DW, Reg::R1, Reg::R10, FLIGHT);
+    a.alu64_imm(Alu::And, Reg::R1, n - 1);
+    a.alu64_reg(Alu::Or, Reg::R0, Reg::R1);
+    a.stx(Size::W, Reg::R10, KEY, Reg::R0);
+    a.ld_map_fd(Reg::R1, s.fd);
+    stack_ptr(a, Reg::R2, KEY);
+    a.call(Helper::MapLookupElem);
+    // (Cannot fail: the CPU had a control element.)
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, failed);
+    for o in (0..EVENT_SIZE as i16).step_by(8) {
+        a.ldx(Size::DW, Reg::R1, Reg::R10, EV + o);
+        a.stx(Size::DW, Reg::R0, 8 + o, Reg::R1);
+    }
+    a.ldx(Size::DW, Reg::R1, Reg::R10, FLIGHT);
+    a.alu64_imm(Alu::Add, Reg::R1, 1);
+    a.stx(Size::DW, Reg::R0, 0, Reg::R1);
+    a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
+    a.jmp_imm(Jmp::Eq, Reg::R1, (n / 8).max(1), wake);
+    a.jmp_imm(Jmp::Ne, Reg::R1, (n / 2).max(1), done);
+    a.bind(wake);
+    a.ld_map_fd(Reg::R1, s.wake);
+    stack_ptr(a, Reg::R2, TMP);
+    a.mov64_imm(Reg::R3, 8);
+    a.mov64_imm(Reg::R4, BPF_RB_FORCE_WAKEUP);
+    a.call(Helper::RingbufOutput);
+    a.ja(done);
+    a.bind(full);
+    a.mov64_imm(Reg::R0, -1);
+    count_failure(a, maps, STAT_RING_FULL);
+    a.ja(done);
+    a.bind(failed);
+    a.mov64_imm(Reg::R0, -1);
+    count_failure(a, maps, STAT_OUTPUT_FAILED);
+    a.bind(done);
 }
 
 /// Copy the event into the ring buffer. The reader is woken only by the
@@ -683,7 +782,7 @@ pub(crate) mod tests {
     }
 
     pub const MAPS: MapFds =
-        MapFds { events: 5, ringbuf: None, conns: 6, closed: 9, inflight: Some(7), stats: 8 };
+        MapFds { events: 5, ringbuf: None, conns: 6, closed: 9, inflight: Some(7), stats: 8, slots: None };
     pub const RB_MAPS: MapFds = MapFds { ringbuf: Some((1 << 20, (1 << 20) + 104)), ..MAPS };
 
     const HOOKS: [StateHook; 3] =
@@ -872,6 +971,67 @@ pub(crate) mod tests {
             let after = text.split("call bpf_ringbuf_output#130").nth(1).unwrap();
             assert!(after.contains(&format!("*(u32 *)(r10 {KEY}) = {STAT_RING_FULL}")), "{after}");
             assert!(!after.lines().nth(2).unwrap().contains("0xffffffe4"), "{after}");
+        }
+    }
+
+    pub const SLOT_MAPS: MapFds =
+        MapFds { slots: Some(SlotMaps { fd: 10, wake: 11, n: 1024, cpus: 2 }), inflight: None, ..MAPS };
+
+    #[test]
+    fn slot_output_reserves_then_stamps_copies_and_commits_last() {
+        let kp = StateHook::Kprobe { arg0: 112, arg1: 104 };
+        let f = Filters::default();
+        for p in [
+            state_program(&offsets(), StateHook::TpBtf, &f, &SLOT_MAPS).unwrap(),
+            state_program(&offsets(), kp, &f, &SLOT_MAPS).unwrap(),
+            accept_program(&offsets(), &fd_offsets(), 16, &f, &SLOT_MAPS).unwrap(),
+        ] {
+            let text = p.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(|l| l.split(": ").nth(1).unwrap_or(l).trim())
+                .filter(|l| !(l.starts_with('L') && l.ends_with(':')))
+                .collect();
+            assert!(!text.contains("perf_event_output") && !text.contains("ringbuf_query"), "{text}");
+            assert!(!text.contains("map_fd(5)"), "the perf map is not used:\n{text}");
+            let stamps: Vec<usize> =
+                (0..lines.len()).filter(|&i| lines[i] == "call bpf_ktime_get_ns#5").collect();
+            assert!(!stamps.is_empty(), "{text}");
+            let cas = "r0 = atomic64_cmpxchg((u64 *)(r4 +0), r0, r3)";
+            assert_eq!(lines.iter().filter(|l| **l == cas).count(), stamps.len() * RESERVE_TRIES, "{text}");
+            for &at in &stamps {
+                let before = &lines[..at];
+                let res = before.iter().rposition(|l| *l == cas).unwrap();
+                // This CPU's control element (after 2 CPUs x 1024 slots); full at 1024 queued.
+                let start =
+                    before[..res].iter().rposition(|l| *l == "call bpf_get_smp_processor_id#8").unwrap();
+                assert_eq!(before[start + 1], "r0 += 2048", "{before:?}");
+                assert!(before[res - 4].starts_with("if r3 >= 0x400 goto"), "{:?}", &before[res - 6..]);
+                // The position is kept in FLIGHT before the stamp.
+                assert!(before[res..].contains(&format!("*(u64 *)(r10 {FLIGHT}) = r1").as_str()));
+                let after = &lines[at..];
+                // The slot: cpu << 10 | position & 1023.
+                assert!(after[..8].contains(&"r0 <<= 10") && after[..8].contains(&"r1 &= 1023"), "{after:?}");
+                // The 96-byte event after the commit word, then the commit (position + 1) last.
+                let body: Vec<usize> = (1..=12)
+                    .map(|k| {
+                        after.iter().position(|l| *l == format!("*(u64 *)(r0 +{}) = r1", 8 * k)).unwrap()
+                    })
+                    .collect();
+                assert!(body.windows(2).all(|w| w[0] < w[1]), "{after:?}");
+                let commit = after.iter().position(|l| *l == "*(u64 *)(r0 +0) = r1").unwrap();
+                assert!(commit > body[11], "{after:?}");
+                assert_eq!(after[commit - 2], format!("r1 = *(u64 *)(r10 {FLIGHT})"));
+                assert_eq!(after[commit - 1], "r1 += 1");
+                // Woken at 128 or 512 queued, through the wake ring, forced.
+                assert!(after[commit + 2].starts_with("if r1 == 0x80 goto"), "{after:?}");
+                assert!(after[commit + 3].starts_with("if r1 != 0x200 goto"), "{after:?}");
+                assert_eq!(after[commit + 4], "r1 = map_fd(11) ll");
+                assert_eq!(after[commit + 8], "r4 = 2");
+                assert_eq!(after[commit + 9], "call bpf_ringbuf_output#130");
+            }
+            // A full ring is counted in STAT_RING_FULL, a failed reservation in STAT_OUTPUT_FAILED.
+            assert!(text.contains(&format!("*(u32 *)(r10 {KEY}) = {STAT_RING_FULL}")), "{text}");
         }
     }
 
