@@ -783,6 +783,8 @@ struct Drain {
     steps: Vec<Step>,
     best: f64, // highest zero-loss achieved conn/s
     generator_bound: bool,
+    /// The unpaced step's rate (conn/s) when it lost events.
+    lossy_unpaced: Option<f64>,
     threads: usize,
     secs: f64,
 }
@@ -790,7 +792,8 @@ struct Drain {
 fn drain(cfg: &Cfg) -> Drain {
     let secs = 2.0 * cfg.seconds;
     let threads = cfg.ncpu;
-    let mut d = Drain { steps: Vec::new(), best: 0.0, generator_bound: false, threads, secs };
+    let mut d =
+        Drain { steps: Vec::new(), best: 0.0, generator_bound: false, lossy_unpaced: None, threads, secs };
     let step = |d: &mut Drain, target: f64| -> bool {
         progress(format!("drain search: {target:.0} conn/s for {secs} s"));
         let s = Step { target, run: run_cond(cfg, Cond::TracerFile, threads, secs, target, false) };
@@ -822,8 +825,8 @@ fn drain(cfg: &Cfg) -> Drain {
     }
     // The generator is slower paced than unpaced (its spin-waits share the CPUs): when it
     // could not reach a target, one more step at its maximum rate (target 0: unpaced).
-    if hi.is_none() && d.generator_bound {
-        step(&mut d, 0.0);
+    if hi.is_none() && d.generator_bound && !step(&mut d, 0.0) {
+        d.lossy_unpaced = d.steps.last().and_then(|s| s.run.as_ref().ok()).map(|r| r.load.rate);
     }
     // Bisection between the last clean and the first lossy target.
     if let Some(mut hi) = hi {
@@ -1495,10 +1498,17 @@ fn report(
         }
     }
     let best = 4.0 * d.best;
-    let bound = if d.generator_bound {
-        " (bounded by the load generator: it could not reach the next target, so the true drain rate is higher)"
-    } else {
-        ""
+    let bound = match (d.generator_bound, d.lossy_unpaced) {
+        (true, Some(r)) => format!(
+            " (the paced generator could not reach the next target; unpaced, at {} events/s, events were lost: \
+             the drain rate lies between the two)",
+            k(4.0 * r)
+        ),
+        (true, None) => {
+            " (bounded by the load generator: it could not reach the next target, so the true drain rate is higher)"
+                .to_string()
+        }
+        _ => String::new(),
     };
     let _ = writeln!(w, "\nZero-loss drain rate: **{} events/s**{bound}.", k(best));
     if let Some(b) = o.runs.get(&(Cond::Baseline, d.threads)) {
