@@ -157,10 +157,17 @@ impl PerfReader {
     /// instead of perf rings: one ring, woken by the programs themselves
     /// (`BPF_RB_FORCE_WAKEUP`).
     pub fn open_ringbuf(fd: BorrowedFd<'_>, size: usize) -> Result<PerfReader, PerfError> {
-        let mut r = PerfReader::empty()?;
+        let mut r = PerfReader::waiting_on(fd, "epoll_ctl(ring buffer)")?;
         r.bpf = Some(BpfRing::open(fd, size, page_size())?);
+        Ok(r)
+    }
+
+    /// A reader with no rings whose `wait` returns `Data` when `fd` (a ring
+    /// buffer) is readable.
+    fn waiting_on(fd: BorrowedFd<'_>, call: &'static str) -> Result<PerfReader, PerfError> {
+        let mut r = PerfReader::empty()?;
         epoll_add(&r.epoll, fd.as_raw_fd(), 0).map_err(|source| PerfError::Epoll {
-            call: "epoll_ctl(ring buffer)",
+            call,
             cpu: None,
             source,
         })?;
@@ -180,16 +187,10 @@ impl PerfReader {
         wake: BorrowedFd<'_>,
         wake_size: usize,
     ) -> Result<PerfReader, PerfError> {
-        let mut r = PerfReader::empty()?;
+        let mut r = PerfReader::waiting_on(wake, "epoll_ctl(wake ring)")?;
         let page = page_size();
         let ring = BpfRing::open(wake, wake_size, page)?;
         r.slots = Some(SlotRings::open(fd, cpus, n, slot, ring, page)?);
-        epoll_add(&r.epoll, wake.as_raw_fd(), 0).map_err(|source| PerfError::Epoll {
-            call: "epoll_ctl(wake ring)",
-            cpu: None,
-            source,
-        })?;
-        r.events.resize(2, libc::epoll_event { events: 0, u64: 0 });
         Ok(r)
     }
 

@@ -657,45 +657,36 @@ impl Setup {
         )?;
         let closed = Map::create(MapType::LruHash, "tcpt_closed", 8, 8, CLOSED_MAX)?;
         let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
-        if cfg.ringbuf {
-            if let Some((events, reader, pages)) = ring_buffer(cfg)? {
-                let ring_pages = pages;
-                return Ok(Setup {
-                    tracefs,
-                    cpus,
-                    events,
-                    conns,
-                    closed,
-                    stats,
-                    reader,
-                    ring_pages,
-                    slots: None,
-                });
-            }
+        let chosen = if cfg.ringbuf {
+            ring_buffer(cfg)?.map(|(events, reader, pages)| (events, reader, pages, None))
         } else if !cfg.perf_rings && features::slot_rings() {
             let (events, reader, s) = slot_rings(cfg, cpus)?;
-            let ring_pages = cfg.ring_pages;
-            return Ok(Setup {
-                tracefs,
-                cpus,
-                events,
-                conns,
-                closed,
-                stats,
-                reader,
-                ring_pages,
-                slots: Some(s),
-            });
-        }
-        let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
-        // The rings are in the events map before any program can fire.
-        let (reader, ring_pages) = open_rings(cfg)?;
-        for (cpu, fd) in reader.fds() {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
-            events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
-        }
-        Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages, slots: None })
+            Some((events, reader, cfg.ring_pages, Some(s)))
+        } else {
+            None
+        };
+        let (events, reader, ring_pages, slots) = match chosen {
+            Some(rings) => rings,
+            None => perf_rings(cfg, cpus)?,
+        };
+        Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages, slots })
     }
+}
+
+/// What carries the events: the map the programs write, its reader, pages
+/// per ring, and with slot rings the wake-up map and what the programs need.
+type Rings = (Map, PerfReader, usize, Option<(Map, probes::SlotMaps)>);
+
+/// The perf event array and a perf ring per online CPU in it.
+fn perf_rings(cfg: &Config, cpus: u32) -> Result<Rings, Error> {
+    let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
+    // The rings are in the events map before any program can fire.
+    let (reader, ring_pages) = open_rings(cfg)?;
+    for (cpu, fd) in reader.fds() {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
+        events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
+    }
+    Ok((events, reader, ring_pages, None))
 }
 
 /// Slot rings (see `perf/slots.rs`): per possible CPU, as many slots as fit

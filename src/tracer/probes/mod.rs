@@ -402,6 +402,13 @@ fn count_failure(a: &mut Asm, maps: &MapFds, slot: i32) {
     if slot == STAT_OUTPUT_FAILED {
         a.jmp_imm(Jmp::Eq, Reg::R0, -libc::ENOSPC, done);
     }
+    count(a, maps, slot);
+    a.bind(done);
+}
+
+/// Add one to `stats[slot]`. Uses the KEY stack slot.
+fn count(a: &mut Asm, maps: &MapFds, slot: i32) {
+    let done = a.label();
     a.st(Size::W, Reg::R10, KEY, slot);
     a.ld_map_fd(Reg::R1, maps.stats);
     stack_ptr(a, Reg::R2, KEY);
@@ -719,12 +726,10 @@ fn slot_output(a: &mut Asm, maps: &MapFds, s: SlotMaps) {
     a.call(Helper::RingbufOutput);
     a.ja(done);
     a.bind(full);
-    a.mov64_imm(Reg::R0, -1);
-    count_failure(a, maps, STAT_RING_FULL);
+    count(a, maps, STAT_RING_FULL);
     a.ja(done);
     a.bind(failed);
-    a.mov64_imm(Reg::R0, -1);
-    count_failure(a, maps, STAT_OUTPUT_FAILED);
+    count(a, maps, STAT_OUTPUT_FAILED);
     a.bind(done);
 }
 
