@@ -779,6 +779,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// A disassembly's instructions without their `N: ` prefixes (labels kept).
+    fn ops(text: &str) -> impl Iterator<Item = &str> {
+        text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim())
+    }
+
     pub fn fd_offsets() -> FdOffsets {
         FdOffsets {
             task_files: 2000,
@@ -903,8 +908,7 @@ pub(crate) mod tests {
         let text =
             state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap().to_string();
         let after = text.split("call bpf_perf_event_output#25").nth(1).unwrap();
-        let lines: Vec<&str> =
-            after.lines().skip(1).take(6).map(|l| l.split(": ").nth(1).unwrap_or(l)).collect();
+        let lines: Vec<&str> = ops(after).skip(1).take(6).collect();
         assert_eq!(lines[0].split(" goto").next().unwrap(), "if r0 s>= 0x0", "{after}");
         assert_eq!(lines[1].split(" goto").next().unwrap(), "if r0 == 0xffffffe4", "{after}");
         assert_eq!(lines[2], "*(u32 *)(r10 -104) = 0", "{after}");
@@ -922,8 +926,7 @@ pub(crate) mod tests {
                 accept_program(&offsets(), &fd_offsets(), 16, &f, &maps).unwrap(),
             ] {
                 let text = p.to_string();
-                let lines: Vec<&str> =
-                    text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim()).collect();
+                let lines: Vec<&str> = ops(&text).collect();
                 let stamps: Vec<usize> =
                     (0..lines.len()).filter(|&i| lines[i] == "call bpf_ktime_get_ns#5").collect();
                 assert!(!stamps.is_empty(), "{text}");
@@ -968,8 +971,7 @@ pub(crate) mod tests {
         ] {
             assert!(!text.contains("bpf_perf_event_output"), "{text}");
             let at = text.find("call bpf_ringbuf_query").expect("queried before output");
-            let lines: Vec<&str> =
-                text[at..].lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim()).take(12).collect();
+            let lines: Vec<&str> = ops(&text[at..]).take(12).collect();
             // NO_WAKEUP unless 1 MiB - 104 <= queued < 1 MiB + 104, then FORCE_WAKEUP.
             assert_eq!(lines[1], "r8 = 1", "{text}");
             assert!(lines[2].starts_with("if r0 < 0xfff98 goto"), "{text}");
@@ -996,11 +998,7 @@ pub(crate) mod tests {
             accept_program(&offsets(), &fd_offsets(), 16, &f, &SLOT_MAPS).unwrap(),
         ] {
             let text = p.to_string();
-            let lines: Vec<&str> = text
-                .lines()
-                .map(|l| l.split(": ").nth(1).unwrap_or(l).trim())
-                .filter(|l| !(l.starts_with('L') && l.ends_with(':')))
-                .collect();
+            let lines: Vec<&str> = ops(&text).filter(|l| !(l.starts_with('L') && l.ends_with(':'))).collect();
             assert!(!text.contains("perf_event_output") && !text.contains("ringbuf_query"), "{text}");
             assert!(!text.contains("map_fd(5)"), "the perf map is not used:\n{text}");
             let stamps: Vec<usize> =
@@ -1058,8 +1056,7 @@ pub(crate) mod tests {
     fn accept_reads_max_fds_and_fd_together() {
         let reads = |fo: &FdOffsets| {
             let text = accept_program(&offsets(), fo, 16, &Filters::default(), &MAPS).unwrap().to_string();
-            let ops: Vec<String> =
-                text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim().to_string()).collect();
+            let ops: Vec<String> = ops(&text).map(str::to_string).collect();
             let sizes: Vec<String> = ops
                 .windows(2)
                 .filter(|w| w[1].starts_with("call bpf_probe_read_kernel"))
@@ -1110,9 +1107,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_reset_racing_accept_is_claimed_by_one_side() {
-        let ops = |text: &str| -> Vec<String> {
-            text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim().to_string()).collect()
-        };
+        let ops = |text: &str| -> Vec<String> { ops(text).map(str::to_string).collect() };
         let fence = format!("lock *(u64 *)(r10 {TMP}) += r1");
         let by_pid = Filters { pid: Some(4242), ..Filters::default() };
         // State, under task filters: MARK_HIDDEN (with the peer), fence, look
