@@ -220,6 +220,24 @@ fn run_least_privilege(
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // A private mount namespace with tracefs mounted in it: the
+            // tracer cannot mount it without CAP_SYS_ADMIN, and the host's
+            // mounts stay as they were (a fresh machine has none).
+            let tracing = b"/sys/kernel/tracing\0".as_ptr().cast();
+            let fstype = b"tracefs\0".as_ptr().cast();
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    b"/\0".as_ptr().cast(),
+                    std::ptr::null(),
+                    private,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(fstype, tracing, fstype, 0, std::ptr::null()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             let lim = libc::rlimit { rlim_cur: memlock, rlim_max: memlock };
             let mut hdr = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
             let mut data = [CapData::default(); 2];
