@@ -222,7 +222,8 @@ fn run_least_privilege(
         cmd.pre_exec(move || {
             // A private mount namespace with tracefs mounted in it: the
             // tracer cannot mount it without CAP_SYS_ADMIN, and the host's
-            // mounts stay as they were (a fresh machine has none).
+            // mounts stay as they were (a fresh machine has none; EBUSY:
+            // it is mounted there already).
             let tracing = b"/sys/kernel/tracing\0".as_ptr().cast();
             let fstype = b"tracefs\0".as_ptr().cast();
             let private = libc::MS_REC | libc::MS_PRIVATE;
@@ -234,7 +235,8 @@ fn run_least_privilege(
                     private,
                     std::ptr::null(),
                 ) != 0
-                || libc::mount(fstype, tracing, fstype, 0, std::ptr::null()) != 0
+                || (libc::mount(fstype, tracing, fstype, 0, std::ptr::null()) != 0
+                    && *libc::__errno_location() != libc::EBUSY)
             {
                 return Err(std::io::Error::last_os_error());
             }
