@@ -503,6 +503,17 @@ fn main() {
         );
     }
     if cfg.debug {
+        let d = tracer.deferred_stats();
+        eprintln!(
+            "deferred closes: {} ({} claimed by an accept, {} settled here, {} marks swept); \
+             most events held {}; late {}",
+            d.deferred,
+            d.by_accept,
+            d.settled,
+            d.swept,
+            tracer.max_held(),
+            tracer.late()
+        );
         for p in tracer.prog_stats() {
             let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };
             eprintln!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);

@@ -224,17 +224,12 @@ fn run_least_privilege(
             // tracer cannot mount it without CAP_SYS_ADMIN, and the host's
             // mounts stay as they were (a fresh machine has none; EBUSY:
             // it is mounted there already).
-            let tracing = b"/sys/kernel/tracing\0".as_ptr().cast();
-            let fstype = b"tracefs\0".as_ptr().cast();
+            let tracing = c"/sys/kernel/tracing".as_ptr();
+            let fstype = c"tracefs".as_ptr();
             let private = libc::MS_REC | libc::MS_PRIVATE;
             if libc::unshare(libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    b"/\0".as_ptr().cast(),
-                    std::ptr::null(),
-                    private,
-                    std::ptr::null(),
-                ) != 0
+                || libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), private, std::ptr::null())
+                    != 0
                 || (libc::mount(fstype, tracing, fstype, 0, std::ptr::null()) != 0
                     && *libc::__errno_location() != libc::EBUSY)
             {

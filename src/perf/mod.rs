@@ -18,6 +18,7 @@
 //! which the tracer prefers.
 
 mod bpfring;
+mod counters;
 mod cpus;
 mod error;
 mod reader;
@@ -28,12 +29,13 @@ mod ring_tests;
 mod root_tests;
 mod slots;
 
+pub use counters::Counters;
 pub use cpus::{online_cpus, parse_cpu_list, possible_cpu_count};
 pub use error::PerfError;
 pub use reader::{page_size, PerfReader};
 #[doc(hidden)]
 pub use ring::drain_buffer;
-pub use slots::{MIN_SLOT, TAIL as SLOT_TAIL};
+pub use slots::{Drained, MIN_SLOT, TAIL as SLOT_TAIL};
 
 /// One record taken from a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::ptr;
 
 use super::bpfring::BpfRing;
 use super::ring::{data_layout, RingView, DATA_OFFSET, DATA_SIZE};
-use super::slots::SlotRings;
+use super::slots::{Drained, SlotRings};
 use super::{DrainStats, PerfError, Record, Wake};
 use crate::loader::sys::{
     ioctl, owned_fd, perf_event_open, PerfEventAttr, PERF_COUNT_SW_BPF_OUTPUT, PERF_EVENT_IOC_DISABLE,
@@ -200,6 +200,17 @@ impl PerfReader {
         self.slots.as_ref().map(SlotRings::unread)
     }
 
+    /// With slot rings: drain ring `i` as [`PerfReader::drain_ring`] does,
+    /// and say whether every position reserved when it began was read.
+    pub fn drain_slot_ring(
+        &mut self,
+        i: usize,
+        limit: usize,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> Option<Drained> {
+        Some(self.slots.as_ref()?.views[i].drain(limit, f))
+    }
+
     /// The BPF ring buffer's size, if this reads one (not perf rings).
     pub fn ringbuf_size(&self) -> Option<usize> {
         self.bpf.as_ref().map(|b| b.size())
@@ -308,8 +319,8 @@ impl PerfReader {
         f: &mut dyn FnMut(Record<'_>),
     ) -> (DrainStats, Result<bool, PerfError>) {
         if let Some(s) = &self.slots {
-            let (stats, more) = s.views[i].drain(limit, f);
-            return (stats, Ok(more));
+            let d = s.views[i].drain(limit, f);
+            return (d.stats, Ok(d.more));
         }
         if let Some(b) = &self.bpf {
             let (stats, corrupt, more) = b.view.drain(&mut self.scratch, limit, f);

@@ -4,9 +4,10 @@
 //! ~175 ns an event took here.
 //!
 //! Array layout, `cpus * n` slots then one control element per CPU:
-//! - slot `cpu * n + (pos & (n - 1))`: `u64 commit` then the record. The
-//!   program writes the record, then `commit = pos + 1` (x86 keeps stores in
-//!   order; 0 is never a commit, so a zeroed slot is empty).
+//! - slot `cpu * n + (pos & (n - 1))`: `u64 commit` then the record, and in
+//!   the slot's last 8 bytes the program's clock read before it reserved the
+//!   slot. The program writes those, then `commit = pos + 1` (x86 keeps
+//!   stores in order; 0 is never a commit, so a zeroed slot is empty).
 //! - control `cpus * n + cpu`: `u64 head` at 0 (the next position to
 //!   reserve; the programs advance it with a cmpxchg, so a program
 //!   interrupted on its CPU by another cannot share a slot) and `u64 tail`
@@ -69,12 +70,17 @@ impl SlotView {
     }
 
     /// Hand up to `limit` committed records (each slot after its commit
-    /// word) to `f`, then publish the tail once. `true` when the limit
-    /// stopped it with committed records left.
-    pub(crate) fn drain(&self, limit: usize, f: &mut dyn FnMut(Record<'_>)) -> (DrainStats, bool) {
+    /// word) to `f`, then publish the tail once. Returns whether the limit
+    /// stopped it with committed records left, and whether it read every
+    /// position reserved when it began (`clear`): then every record
+    /// reserved before the call has been read, and any still to come was
+    /// reserved after it began.
+    pub(crate) fn drain(&self, limit: usize, f: &mut dyn FnMut(Record<'_>)) -> Drained {
+        let head = self.head();
         let start = self.tail().load(Ordering::Relaxed);
         let mut pos = start;
         let mut stats = DrainStats::default();
+        let mut reserved_after = None;
         while (pos.wrapping_sub(start) as usize) < limit {
             let at = (pos & (self.n - 1)) as usize * self.slot;
             // SAFETY: at + slot ≤ n * slot bytes by the contract of `new`.
@@ -87,6 +93,8 @@ impl SlotView {
             let rec = unsafe { std::slice::from_raw_parts(p.add(8), self.slot - 8) };
             stats.samples += 1;
             f(Record::Sample(rec));
+            // SAFETY: the slot's last 8 bytes, as above.
+            reserved_after = Some(self.word(unsafe { p.add(self.slot - 8) }).load(Ordering::Relaxed));
             pos = pos.wrapping_add(1);
         }
         if pos != start {
@@ -97,7 +105,30 @@ impl SlotView {
             // SAFETY: as above.
             self.word(unsafe { self.slots.add(at) }).load(Ordering::Acquire) == pos.wrapping_add(1)
         };
-        (stats, more)
+        Drained { stats, more, head, tail: pos, reserved_after }
+    }
+}
+
+/// What one [`SlotView::drain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub stats: DrainStats,
+    /// The limit stopped it with committed records left.
+    pub more: bool,
+    /// The next position to reserve when it began: positions from it on
+    /// were reserved after that.
+    pub head: u64,
+    /// The first position not read.
+    pub tail: u64,
+    /// The clock its program read before reserving the last record read:
+    /// positions after it were reserved later (so stamped later).
+    pub reserved_after: Option<u64>,
+}
+
+impl Drained {
+    /// Every position reserved when it began was read.
+    pub fn clear(&self) -> bool {
+        self.tail.wrapping_sub(self.head) as i64 >= 0
     }
 }
 
@@ -202,16 +233,21 @@ mod tests {
     }
 
     fn collect(v: &SlotView, limit: usize) -> (Vec<u64>, bool) {
+        let (got, d) = collect_all(v, limit);
+        (got, d.more)
+    }
+
+    fn collect_all(v: &SlotView, limit: usize) -> (Vec<u64>, Drained) {
         let mut got = Vec::new();
-        let (s, more) = v.drain(limit, &mut |r| match r {
+        let d = v.drain(limit, &mut |r| match r {
             Record::Sample(b) => {
                 assert_eq!(b.len(), SLOT - 8);
                 got.push(u64::from_ne_bytes(b[..8].try_into().unwrap()));
             }
             Record::Lost(_) => panic!("slot rings have no lost records"),
         });
-        assert_eq!(s.samples as usize, got.len());
-        (got, more)
+        assert_eq!(d.stats.samples as usize, got.len());
+        (got, d)
     }
 
     #[test]
@@ -264,6 +300,22 @@ mod tests {
         // Slot 15 % 4 holds position 11's commit: not position 15's.
         f.reserve(1);
         assert_eq!(collect(&f.view(1), usize::MAX), (vec![], false));
+    }
+
+    #[test]
+    fn clear_only_when_every_position_reserved_before_was_read() {
+        let mut f = Fake::new(8);
+        assert!(collect_all(&f.view(0), usize::MAX).1.clear(), "an empty ring is clear");
+        let a = f.reserve(0);
+        let b = f.reserve(0);
+        f.commit(0, b, 2);
+        let (got, d) = collect_all(&f.view(0), usize::MAX);
+        assert_eq!((got, d.clear(), d.head, d.tail), (vec![], false, 2, 0), "a reserved, uncommitted slot");
+        f.commit(0, a, 1);
+        let (got, d) = collect_all(&f.view(0), 1);
+        assert_eq!((got, d.clear(), d.more, d.tail), (vec![1], false, true, 1), "the limit left one");
+        let (got, d) = collect_all(&f.view(0), 1);
+        assert_eq!((got, d.clear(), d.more), (vec![2], true, false));
     }
 
     #[test]

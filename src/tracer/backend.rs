@@ -9,7 +9,7 @@
 //! | A | `syscalls:sys_exit_accept{,4}` | same | same |
 
 use super::offsets::{FdOffsets, SockOffsets};
-use super::probes::{self, ConnectHook, Filters, MapFds, StateHook};
+use super::probes::{self, ConnectHook, Filters, MapFds, StateCtx, StateHook};
 use super::{Backend, Error};
 use crate::asm::Program;
 use crate::btf::{Btf, Kind as BtfKind};
@@ -27,7 +27,12 @@ pub const BTF_NAMES: &[(&str, BtfKind)] = &[
     ("fdtable", BtfKind::Struct),
     ("file", BtfKind::Struct),
     ("socket", BtfKind::Struct),
+    ("socket_alloc", BtfKind::Struct),
+    ("inode", BtfKind::Struct),
     ("pt_regs", BtfKind::Struct),
+    // Present from 6.1, where tracing programs may use hash maps that are
+    // not preallocated (see `Tracer::start`).
+    ("bpf_mem_alloc", BtfKind::Struct),
     ("btf_trace_inet_sock_set_state", BtfKind::Typedef),
     ("tcp_v4_connect", BtfKind::Func),
     ("tcp_v6_connect", BtfKind::Func),
@@ -96,19 +101,50 @@ pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
     let mut probes = match kind {
         Backend::Fentry => fentry(cx, &sock)?,
         Backend::Kprobe => kprobe(cx, &sock)?,
-        Backend::Tracepoint | Backend::Auto => vec![Probe {
-            name: "tcpt_state",
-            prog_type: ProgType::Tracing,
-            hook: Hook::BtfId {
-                btf_id: cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
-                attach_type: ATTACH_TRACE_RAW_TP,
-            },
-            program: probes::state_program(&sock, StateHook::TpBtf, cx.filters, &cx.maps)?,
-            what: "tp_btf inet_sock_set_state".into(),
-        }],
+        Backend::Tracepoint | Backend::Auto => {
+            let btf_id = cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?;
+            state_pair(
+                cx,
+                &sock,
+                StateHook::TpBtf,
+                btf_id,
+                ATTACH_TRACE_RAW_TP,
+                "tp_btf inet_sock_set_state",
+            )?
+        }
     };
     probes.push(accept(cx, &sock)?);
     Ok(probes)
+}
+
+/// Programs whose skipped runs lose nothing: the task side of the pair only
+/// nests when a softirq interrupts it, and a state change in softirq never
+/// has its socket lock held (it would be backlogged for the lock's holder),
+/// so the task program would have left at once.
+pub const SKIPS_HARMLESS: &[&str] = &["tcpt_state_task"];
+
+/// The state program twice, for state changes with and without the socket
+/// lock held (see `StateCtx`): a softirq's run never nests in its own.
+fn state_pair(
+    cx: &Context,
+    sock: &SockOffsets,
+    hook: StateHook,
+    btf_id: u32,
+    attach_type: u32,
+    what: &str,
+) -> Result<Vec<Probe>, Error> {
+    [("tcpt_state_task", StateCtx::Owned), ("tcpt_state_irq", StateCtx::Unowned)]
+        .into_iter()
+        .map(|(name, ctx)| {
+            Ok(Probe {
+                name,
+                prog_type: ProgType::Tracing,
+                hook: Hook::BtfId { btf_id, attach_type },
+                program: probes::state_program(sock, hook, ctx, cx.filters, &cx.maps)?,
+                what: what.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// A from the accept syscalls' exits, in every backend: it sees accepts
@@ -166,7 +202,7 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             name: "tcpt_conn_in",
             prog_type: ProgType::Kprobe,
             hook: Hook::Kprobes(connects()),
-            program: probes::connect_entry_program(hook, cx.filters, &cx.maps)?,
+            program: probes::connect_entry_program(sock, hook, cx.filters, &cx.maps)?,
             what: format!("kprobes {}", connect_funcs(cx.filters).join(", ")),
         },
         Probe {
@@ -183,6 +219,7 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             program: probes::state_program(
                 sock,
                 StateHook::Kprobe { arg0: di, arg1: si },
+                StateCtx::Any,
                 cx.filters,
                 &cx.maps,
             )?,
@@ -215,7 +252,7 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             name: entry,
             prog_type: ProgType::Tracing,
             hook: Hook::BtfId { btf_id: id, attach_type: ATTACH_TRACE_FENTRY },
-            program: probes::connect_entry_program(ConnectHook::Fentry, cx.filters, &cx.maps)?,
+            program: probes::connect_entry_program(sock, ConnectHook::Fentry, cx.filters, &cx.maps)?,
             what: format!("fentry {f}"),
         });
         out.push(Probe {
@@ -226,12 +263,13 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             what: format!("fexit {f}"),
         });
     }
-    out.push(Probe {
-        name: "tcpt_state",
-        prog_type: ProgType::Tracing,
-        hook: Hook::BtfId { btf_id: func("tcp_set_state")?, attach_type: ATTACH_TRACE_FENTRY },
-        program: probes::state_program(sock, StateHook::Fentry, cx.filters, &cx.maps)?,
-        what: "fentry tcp_set_state".into(),
-    });
+    out.extend(state_pair(
+        cx,
+        sock,
+        StateHook::Fentry,
+        func("tcp_set_state")?,
+        ATTACH_TRACE_FENTRY,
+        "fentry tcp_set_state",
+    )?);
     Ok(out)
 }

@@ -1,6 +1,6 @@
 //! The event record the BPF programs write, and its decoder.
 //!
-//! Layout (96 bytes, little-endian, written by `probes/`):
+//! Layout (104 bytes, little-endian, written by `probes/`):
 //! ```text
 //!  0 u64 ts_ns      CLOCK_MONOTONIC
 //!  8 u32 tid        } the task: copied as one block from the `conns`
@@ -18,9 +18,15 @@
 //! 60 u32 (zero)
 //! 64 [u8;16] saddr  IPv4 in the first 4 bytes
 //! 80 [u8;16] daddr
+//! 96 u64 sock       the socket's inode number (`socket:[N]` in
+//!                   /proc/PID/fd), where the program read it, else 0
 //! ```
 
-pub const EVENT_SIZE: usize = 96;
+pub const EVENT_SIZE: usize = 104;
+
+/// Kind byte of a deferred X (see `probes/owner.rs`): the tracer holds it
+/// until an accept claims the close, or prints it as an X.
+pub(crate) const KIND_PENDING: u8 = 5;
 
 pub mod off {
     pub const TS: i16 = 0;
@@ -39,6 +45,7 @@ pub mod off {
     pub const NETNS: i16 = 56;
     pub const SADDR: i16 = 64;
     pub const DADDR: i16 = 80;
+    pub const SOCK: i16 = 96;
 }
 
 /// uid/gid of an event whose task is unknown.
@@ -102,6 +109,10 @@ pub struct Event {
     /// IPv4 addresses in the first 4 bytes.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
+    /// The socket's inode number (as in `socket:[N]` of /proc/PID/fd), when
+    /// the program read it (an A always; C, X and F when the owner was
+    /// looked up), else 0.
+    pub sock: u64,
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -142,7 +153,13 @@ impl Event {
             netns: u32_at(b, 56),
             saddr: b[64..80].try_into().unwrap(),
             daddr: b[80..96].try_into().unwrap(),
+            sock: u64_at(b, 96),
         })
+    }
+
+    /// Whether a sample is a deferred X (`KIND_PENDING`).
+    pub(crate) fn is_pending(b: &[u8]) -> bool {
+        b.len() > 48 && b[48] == KIND_PENDING
     }
 
     /// The command name up to its first NUL.
@@ -189,6 +206,7 @@ pub fn encode(e: &Event) -> [u8; EVENT_SIZE] {
     b[56..60].copy_from_slice(&e.netns.to_le_bytes());
     b[64..80].copy_from_slice(&e.saddr);
     b[80..96].copy_from_slice(&e.daddr);
+    b[96..104].copy_from_slice(&e.sock.to_le_bytes());
     b
 }
 
@@ -198,7 +216,7 @@ mod tests {
 
     #[test]
     fn decode_golden_bytes() {
-        let mut b = [0u8; 104]; // perf pads samples: extra bytes are ignored
+        let mut b = [0u8; 112]; // perf pads samples: extra bytes are ignored
         b[0] = 0x10; // ts
         b[8..12].copy_from_slice(&1240u32.to_le_bytes());
         b[12..16].copy_from_slice(&1234u32.to_le_bytes());
@@ -214,6 +232,7 @@ mod tests {
         b[56..60].copy_from_slice(&4026531840u32.to_le_bytes());
         b[64..68].copy_from_slice(&[127, 0, 0, 1]);
         b[80..84].copy_from_slice(&[10, 1, 2, 3]);
+        b[96..104].copy_from_slice(&987654u64.to_le_bytes());
         let e = Event::decode(&b).unwrap();
         assert_eq!(e.ts_ns, 0x10);
         assert_eq!((e.pid, e.tid, e.uid, e.gid, e.cgroup), (1234, 1240, 1000, 100, 0x1234_5678));
@@ -222,13 +241,14 @@ mod tests {
         assert_eq!((e.ip, e.sport, e.dport, e.error, e.netns), (4, 55758, 80, 111, 4026531840));
         assert_eq!(e.saddr().to_string(), "127.0.0.1");
         assert_eq!(e.daddr().to_string(), "10.1.2.3");
-        assert_eq!(encode(&e)[..], b[..96]);
+        assert_eq!(e.sock, 987654);
+        assert_eq!(encode(&e)[..], b[..104]);
     }
 
     #[test]
     fn decode_rejects_short_and_bad_family() {
-        assert!(Event::decode(&[0u8; 95]).is_none());
-        let mut b = [0u8; 96];
+        assert!(Event::decode(&[0u8; 103]).is_none());
+        let mut b = [0u8; 104];
         b[49] = 5;
         assert!(Event::decode(&b).is_none());
         b[49] = 6;
@@ -243,6 +263,6 @@ mod tests {
         assert_eq!(off::KIND - off::TASK, 40, "task block = conns value size");
         assert_eq!((off::TID, off::PID, off::UID, off::CGROUP, off::COMM), (8, 12, 16, 24, 32));
         assert_eq!((off::IP, off::SPORT, off::DPORT, off::ERROR, off::NETNS), (49, 50, 52, 54, 56));
-        assert_eq!((off::SADDR, off::DADDR, EVENT_SIZE), (64, 80, 96));
+        assert_eq!((off::SADDR, off::DADDR, off::SOCK, EVENT_SIZE), (64, 80, 96, 104));
     }
 }

@@ -396,6 +396,7 @@ mod tests {
             netns: 4026531840,
             saddr,
             daddr,
+            sock: 0,
         }
     }
 

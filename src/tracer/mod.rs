@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod builder;
+pub mod deferred;
 pub mod event;
 pub mod exe;
 pub mod features;
@@ -20,7 +21,8 @@ use crate::loader::map::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC};
 use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
-use crate::perf::{PerfError, PerfReader, Record, Wake};
+use crate::perf::{Counters, PerfError, PerfReader, Record, Wake};
+use deferred::Deferred;
 use event::Event;
 pub use probes::Filters;
 use std::fmt;
@@ -92,9 +94,15 @@ pub struct Config {
     /// Attach kprobes through tracefs `kprobe_events` even where the kprobe
     /// PMU exists (the path older kernels take).
     pub kprobe_tracefs: bool,
-    /// Events are held this long (ns) so that events from all CPUs come
-    /// out in time order; 0 sorts each drain only.
+    /// Perf rings and the ring buffer: events are held this long (ns) so
+    /// that events from all CPUs come out in time order; 0 sorts each drain
+    /// only. (Slot rings need no window: see `Tracer::drain`.)
     pub reorder_ns: u64,
+    /// Sockets the probes can track at once (connecting, or owned for an X
+    /// in softirq); `None`: four times the TCP sockets allocated at start,
+    /// at least [`CONNS_MIN`]. When full, a socket is not tracked and that
+    /// is reported as a loss.
+    pub max_conns: Option<u32>,
 }
 
 impl Default for Config {
@@ -110,6 +118,7 @@ impl Default for Config {
             watermark: 0,
             kprobe_tracefs: false,
             reorder_ns: 2_000_000,
+            max_conns: None,
         }
     }
 }
@@ -170,31 +179,38 @@ impl From<PerfError> for Error {
     }
 }
 
-/// Sockets the probes can track at once (connecting, or owned for X).
-pub const CONNS_MAX: u32 = 32768;
-/// Sockets remembered as closed without a known owner (see `mark_closed`).
-pub const CLOSED_MAX: u32 = 4096;
+/// Least `conns` capacity by default (see `Config::max_conns`).
+pub const CONNS_MIN: u32 = 65536;
+/// Most `conns` capacity by default.
+const CONNS_DEFAULT_MAX: u32 = 1 << 22;
+/// Closes deferred at once (see `deferred.rs`; each waits at most
+/// `deferred::SETTLE_NS`).
+pub const MARKS_MAX: u32 = 8192;
 /// Connect calls in flight between kprobe and kretprobe.
 pub const INFLIGHT_MAX: u32 = 4096;
 
 /// Events the kernel side lost, by cause (cumulative counts).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelLosses {
-    /// `bpf_perf_event_output` failed (other than a full ring, which perf
-    /// reports itself in the ring).
+    /// An output failed (other than a full perf ring, which perf reports
+    /// itself in the ring).
     pub output_failed: u64,
-    /// `bpf_ringbuf_output` found the ring buffer full.
+    /// A slot ring or the ring buffer was full.
     pub ring_full: u64,
     /// A socket could not be recorded in `conns` (its C or softirq X is lost).
     pub untracked: u64,
-    /// Program runs the kernel skipped (the probe fired again on a CPU where
-    /// it was running, e.g. from a softirq). Not counted as lost events:
-    /// most runs are state changes that emit nothing.
+    /// Program runs the kernel skipped (a program firing while it or, for
+    /// kprobe and tracepoint programs, any such program already runs on the
+    /// CPU). Not counted as lost events: most runs are state changes that
+    /// emit nothing; a run that would have emitted one leaves it missing.
     pub recursion_misses: u64,
-    /// kprobe hits the kernel skipped (legacy tracefs kprobes only:
-    /// `kprobe_profile`). Not counted as lost events: most hits are state
-    /// changes that emit nothing.
+    /// kprobe hits the kernel skipped (tracefs kprobes: `kprobe_profile`;
+    /// PMU kprobes from 6.6: their link's count). Counted like
+    /// `recursion_misses`.
     pub kprobe_missed: u64,
+    /// Closes that could not be deferred (the marks map was full): they went
+    /// out at once, so one racing an accept may show its owner unknown.
+    pub undeferred: u64,
 }
 
 impl KernelLosses {
@@ -202,9 +218,16 @@ impl KernelLosses {
     pub fn total(&self) -> u64 {
         self.output_failed + self.untracked
     }
+
+    /// Program runs the kernel skipped, by any cause.
+    pub fn skipped(&self) -> u64 {
+        self.recursion_misses + self.kprobe_missed
+    }
 }
 
-/// A running tracer. Dropping it detaches every probe and frees every map.
+/// A running tracer. Dropping it detaches every probe and frees every map;
+/// events still held for ordering are discarded (hand them out first with
+/// [`Tracer::flush`]).
 pub struct Tracer {
     // Field order is drop order: links first, then programs, maps, reader.
     _perf_links: Vec<PerfLink>,
@@ -212,10 +235,10 @@ pub struct Tracer {
     _bpf_links: Vec<BpfLink>,
     progs: Vec<Prog>,
     _conns: Map,
-    _closed: Map,
+    marks: Map,
     _inflight: Option<Map>,
-    stats: Map,
-    cpus: u32,
+    counters: Counters,
+    _stats: Map,
     reader: PerfReader,
     _events: Map,
     pub backend: Backend,
@@ -227,16 +250,24 @@ pub struct Tracer {
     pub ringbuf: bool,
     /// Events come through slot rings (see `perf/slots.rs`).
     pub slots: bool,
+    /// Sockets `conns` can hold (see `Config::max_conns`).
+    pub max_conns: u32,
     _wake: Option<Map>,
     held: order::Reorder,
     reorder_ns: u64,
     /// The window the last drain pass used: `reorder_ns`, or 0 when no
-    /// output was in flight.
+    /// output was in flight (perf rings, ring buffer).
     window_ns: u64,
     /// Per ring: records remain after this pass / last stamp read.
     unfinished: Vec<(bool, u64)>,
-    /// Per-CPU values of one `stats` slot.
-    stat_buf: Vec<u8>,
+    /// Slot rings, per ring: no event still unread is older (see `order`).
+    bounds: Vec<order::SlotBound>,
+    deferred: Deferred,
+    /// Task filters are set: an X of an unknown owner passes none.
+    on_task: bool,
+    /// Newest stamp handed out, and events handed out after a newer one.
+    last_out: u64,
+    late: u64,
 }
 
 /// Longest wait while events are held for ordering, in ms.
@@ -246,6 +277,10 @@ pub const HELD_WAIT_MS: i32 = 10;
 const PER_PASS: usize = 1024;
 /// Passes per drain (64 Ki records per ring: several full rings).
 const MAX_PASSES: usize = 64;
+/// Slot rings: longest an event is held for a ring whose reserved slot
+/// stays unwritten (its program stalled, e.g. a descheduled vCPU); past it,
+/// events are handed out and that one comes late (counted).
+const SLOT_STALL_NS: u64 = 1_000_000_000;
 
 /// `clock`'s time in ns (CLOCK_MONOTONIC is what `bpf_ktime_get_ns` stamps).
 #[allow(clippy::unnecessary_cast)] // time_t and c_long are i32 on some targets
@@ -254,6 +289,21 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> i64 {
     // SAFETY: `ts` is a valid timespec to write to.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+}
+
+/// CLOCK_MONOTONIC in ns, read before any memory access that follows
+/// (x86: the TSC read is not ordered with later loads without LFENCE).
+/// A program stamps an event after reserving its slot: a slot found
+/// unreserved after this clock will be stamped later than it.
+fn clock_before_loads() -> u64 {
+    let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: LFENCE has no preconditions.
+    unsafe {
+        std::arch::x86_64::_mm_lfence()
+    };
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    now
 }
 
 fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
@@ -351,6 +401,7 @@ impl Tracer {
     pub fn start(cfg: &Config) -> Result<Tracer, Error> {
         builder::check(cfg)?;
         let t0 = Instant::now();
+        let t0_mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
         crate::loader::raise_memlock();
         // The BTF is parsed in a thread while tracefs, the maps and the
         // rings, which do not need it, are set up.
@@ -362,7 +413,7 @@ impl Tracer {
             (btf, setup, t_btf, t_setup)
         });
         let (btf, kernel_btf) = btf?;
-        let Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages, slots } = setup?;
+        let Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots } = setup?;
         // Offsets come from `btf`; ids for attaching by BTF id must be the
         // running kernel's own, which differ when --btf names another file.
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
@@ -375,6 +426,22 @@ impl Tracer {
         if cfg.backend != Backend::Auto || kind == Backend::Tracepoint {
             features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
         }
+        // Hash maps the programs fill: not preallocated where the kernel
+        // allows it for tracing programs (6.1+, with the BPF memory
+        // allocator); before that the verifier warns (a kernel WARNING and
+        // taint) on 5.7-6.0, or refuses (PREEMPT_RT).
+        let no_prealloc = ids.is_some_and(|b| b.find("bpf_mem_alloc", crate::btf::Kind::Struct).is_ok());
+        let hash_flags = if no_prealloc { BPF_F_NO_PREALLOC } else { 0 };
+        let max_conns = cfg.max_conns.unwrap_or_else(default_conns);
+        let conns = Map::create_flags(
+            MapType::Hash,
+            "tcpt_conns",
+            8,
+            probes::CONN_VALUE_SIZE,
+            max_conns,
+            hash_flags,
+        )?;
+        let marks = Map::create_flags(MapType::Hash, "tcpt_marks", 8, 8, MARKS_MAX, hash_flags)?;
         let inflight = match kind {
             Backend::Kprobe => Some(Map::create(MapType::LruHash, "tcpt_inflight", 8, 8, INFLIGHT_MAX)?),
             _ => None,
@@ -391,7 +458,7 @@ impl Tracer {
                     (at, at.saturating_add(cpus.saturating_mul(probes::RINGBUF_RECORD as u32)))
                 }),
                 conns: conns.raw_fd(),
-                closed: closed.raw_fd(),
+                marks: marks.raw_fd(),
                 inflight: inflight.as_ref().map(Map::raw_fd),
                 stats: stats.raw_fd(),
                 slots: slots.as_ref().map(|s| s.1),
@@ -433,6 +500,9 @@ impl Tracer {
             verifier_logs(&probes);
         }
         debug_log(cfg, || {
+            format!("owner map: {max_conns} sockets, {}preallocated", if no_prealloc { "not " } else { "" })
+        });
+        debug_log(cfg, || {
             format!(
                 "backend {}; phases: btf {:.2} ms, setup {:.2} ms, build {:.2} ms, load+attach {:.2} ms\n\
                  btf and setup (tracefs, maps, rings) run in parallel; so do the loads: {}",
@@ -444,28 +514,35 @@ impl Tracer {
                 loads.join("; ")
             )
         });
+        let rings = reader.ring_count();
         Ok(Tracer {
             _perf_links: perf_links,
             kprobes,
             _bpf_links: bpf_links,
             progs,
             _conns: conns,
-            _closed: closed,
+            marks,
             _inflight: inflight,
-            stats,
-            cpus,
+            counters,
+            _stats: stats,
             reader,
             _events: events,
             backend: kind,
             ringbuf,
             slots: slots.is_some(),
+            max_conns,
             _wake: slots.map(|s| s.0),
             ring_pages,
             held: order::Reorder::default(),
             reorder_ns: cfg.reorder_ns,
             window_ns: cfg.reorder_ns,
             unfinished: Vec::new(),
-            stat_buf: vec![0; 8 * cpus as usize],
+            // Before any program was attached: no event is older.
+            bounds: (0..rings).map(|_| order::SlotBound::new(t0_mono)).collect(),
+            deferred: Deferred::default(),
+            on_task: cfg.filters.on_task(),
+            last_out: 0,
+            late: 0,
         })
     }
 
@@ -476,28 +553,43 @@ impl Tracer {
     }
 
     /// Wait up to `timeout_ms` for the rings to pass their watermark; while
-    /// events are held for ordering, at most [`HELD_WAIT_MS`] (or the
-    /// window, if longer). Waking once per window instead would cost the
-    /// reader more than formatting does (0.95 vs 0.40 µs per event at 40k
-    /// events/s with a 2 ms window).
+    /// events are held, at most until they may be handed out
+    /// ([`Tracer::next_release_ms`]).
     pub fn wait(&mut self, timeout_ms: i32) -> Result<Wake, Error> {
         let mut timeout = timeout_ms;
-        if !self.held.is_empty() {
-            let window_ms = self.reorder_ns.div_ceil(1_000_000).min(i32::MAX as u64) as i32;
-            let cap = window_ms.max(HELD_WAIT_MS);
-            timeout = if timeout < 0 { cap } else { timeout.min(cap) };
+        if let Some(ms) = self.next_release_ms() {
+            timeout = if timeout < 0 { ms } else { timeout.min(ms) };
         }
         Ok(self.reader.wait(timeout)?)
     }
 
-    /// Drain the rings: `on_event` per event, in time order across CPUs
-    /// (events from the last `Config::reorder_ns` are held for the next
-    /// drain), `on_lost` per lost-record. Returns the events handed out.
+    /// Drain the rings: `on_event` per event, in time order across CPUs,
+    /// `on_lost` per lost-record. Returns the events handed out.
+    ///
+    /// Slot rings give exact order: a program stamps its event after
+    /// reserving its slot, so a position a ring had not reserved when a
+    /// pass read the clock (then the ring's head) is stamped later than
+    /// that clock; and a position after the last one read is stamped after
+    /// the clock that record's program read before reserving. The later of
+    /// the two bounds the stamps still unread on a ring (`order::SlotBound`);
+    /// events older than the oldest bound of all rings are handed out.
+    /// (A slot reserved and left unwritten for over [`SLOT_STALL_NS`] stops
+    /// holding the others back; its event then comes late, counted in
+    /// [`Tracer::late`].) Perf rings and the ring buffer hold events for
+    /// `Config::reorder_ns` while any output is between its stamp and its
+    /// commit (an output stalled longer comes late).
+    ///
+    /// A close deferred by the programs (its owner unknown: an accept may
+    /// be taking it) holds every later event until an accept claims it or
+    /// `deferred::SETTLE_NS` passed.
     pub fn drain(
         &mut self,
         on_event: &mut dyn FnMut(&Event),
         on_lost: &mut dyn FnMut(u64),
     ) -> Result<usize, Error> {
+        if self.slots {
+            return Ok(self.drain_slots(on_event));
+        }
         let rings = self.reader.ring_count();
         self.unfinished.clear();
         self.unfinished.resize(rings, (true, 0));
@@ -506,24 +598,20 @@ impl Tracer {
         for _ in 0..MAX_PASSES {
             // Read per pass: a ring refilled while it is read keeps the
             // drain going, and what it held back would pile up.
-            let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            let now = clock_before_loads();
             // No output between stamp and commit (read after `now`, before
             // the rings): every event stamped before `now` is in a ring.
-            // (Slot rings: checked after reading them, below.)
-            if !self.slots {
-                self.window_ns = if self.outputs_in_flight() == Some(0) { 0 } else { self.reorder_ns };
-            }
+            self.window_ns = if self.counters.sum(probes::STAT_IN_FLIGHT) == 0 { 0 } else { self.reorder_ns };
             for i in 0..rings {
                 let (more, last) = &mut self.unfinished[i];
                 if !*more {
                     continue;
                 }
-                let held = &mut self.held;
+                let (held, deferred) = (&mut self.held, &mut self.deferred);
                 let (_, r) = self.reader.drain_ring(i, PER_PASS, &mut |r| match r {
                     Record::Sample(b) => {
-                        if let Some(e) = Event::decode(b) {
-                            *last = e.ts_ns;
-                            held.push(e);
+                        if let Some(ts) = take(held, deferred, b) {
+                            *last = ts;
                         }
                     }
                     Record::Lost(n) => on_lost(n),
@@ -536,14 +624,9 @@ impl Tracer {
                     }
                 };
             }
-            if self.slots {
-                // Nothing reserved is unread (read after `now`): an event
-                // stamps after reserving, so all stamped before `now` were read.
-                self.window_ns = if self.reader.slots_unread() == Some(0) { 0 } else { self.reorder_ns };
-            }
             let busy = self.unfinished.iter().filter(|(more, _)| *more).map(|&(_, last)| last);
             let cutoff = order::cutoff(now, busy, self.window_ns);
-            out += self.held.release(cutoff, on_event);
+            out += self.settle_and_release(now, cutoff, on_event);
             if !self.unfinished.iter().any(|(more, _)| *more) {
                 break;
             }
@@ -554,18 +637,103 @@ impl Tracer {
         }
     }
 
-    /// In how many ms (1 to [`HELD_WAIT_MS`]) the oldest event held for
-    /// ordering can be handed out; `None` when none is held. A reader that
-    /// has nothing else to wait for can sleep exactly that long.
-    pub fn next_release_ms(&self) -> Option<i32> {
-        let due = self.held.oldest()?.saturating_add(self.window_ns);
-        let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        Some(due.saturating_sub(now).div_ceil(1_000_000).clamp(1, HELD_WAIT_MS as u64) as i32)
+    /// [`Tracer::drain`] for slot rings.
+    fn drain_slots(&mut self, on_event: &mut dyn FnMut(&Event)) -> usize {
+        let mut out = 0;
+        for _ in 0..MAX_PASSES {
+            let now = clock_before_loads();
+            let (mut more, mut bound) = (false, now);
+            for i in 0..self.bounds.len() {
+                let (held, deferred) = (&mut self.held, &mut self.deferred);
+                let d = self.reader.drain_slot_ring(i, PER_PASS, &mut |r| {
+                    if let Record::Sample(b) = r {
+                        take(held, deferred, b);
+                    }
+                });
+                let Some(d) = d else { return out };
+                bound = bound.min(self.bounds[i].update(now, d.head, d.tail, d.reserved_after));
+                more |= d.more;
+            }
+            let bound = bound.max(now.saturating_sub(SLOT_STALL_NS));
+            out += self.settle_and_release(now, bound.saturating_sub(1), on_event);
+            if !more {
+                break;
+            }
+        }
+        out
     }
 
-    /// Hand out every held event (at the end of tracing).
+    /// Settle deferred closes that waited long enough, then hand out held
+    /// events stamped at or before `cutoff` and before any deferred close.
+    fn settle_and_release(&mut self, now: u64, cutoff: u64, on_event: &mut dyn FnMut(&Event)) -> usize {
+        let on_task = self.on_task;
+        let held = &mut self.held;
+        self.deferred.settle(now, false, &self.marks, &mut |e| {
+            if printable(on_task, &e) {
+                held.push(e);
+            }
+        });
+        self.deferred.sweep(now, &self.marks);
+        let cutoff = match self.deferred.oldest(|e| printable(on_task, e)) {
+            Some(t) => cutoff.min(t.saturating_sub(1)),
+            None => cutoff,
+        };
+        self.release(cutoff, on_event)
+    }
+
+    /// Hand out held events stamped at or before `cutoff`, counting those
+    /// that come after a newer one.
+    fn release(&mut self, cutoff: u64, on_event: &mut dyn FnMut(&Event)) -> usize {
+        let (last, late) = (&mut self.last_out, &mut self.late);
+        self.held.release(cutoff, &mut |e| {
+            if e.ts_ns < *last {
+                *late += 1;
+            } else {
+                *last = e.ts_ns;
+            }
+            on_event(e)
+        })
+    }
+
+    /// In how many ms (1 to 100) held events may be handed out or a
+    /// deferred close settles; `None` when nothing is held. A reader that
+    /// has nothing else to wait for can sleep exactly that long.
+    pub fn next_release_ms(&self) -> Option<i32> {
+        let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let blocked = self.deferred.oldest(|e| printable(self.on_task, e));
+        let held = self.held.oldest().filter(|&t| blocked.is_none_or(|b| t < b));
+        let held_due = held.map(|t| if self.slots { now } else { t.saturating_add(self.window_ns) });
+        let due = [held_due, self.deferred.due()].into_iter().flatten().min()?;
+        Some(due.saturating_sub(now).div_ceil(1_000_000).clamp(1, 100) as i32)
+    }
+
+    /// Hand out every held event and every deferred close not claimed by an
+    /// accept (at the end of tracing).
     pub fn flush(&mut self, on_event: &mut dyn FnMut(&Event)) -> usize {
-        self.held.release(u64::MAX, on_event)
+        let (on_task, held) = (self.on_task, &mut self.held);
+        let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        self.deferred.settle(now, true, &self.marks, &mut |e| {
+            if printable(on_task, &e) {
+                held.push(e);
+            }
+        });
+        self.release(u64::MAX, on_event)
+    }
+
+    /// Closes the programs deferred, and how each was settled.
+    pub fn deferred_stats(&self) -> deferred::DeferredStats {
+        self.deferred.stats
+    }
+
+    /// Most events held at once (for ordering).
+    pub fn max_held(&self) -> usize {
+        self.held.max_len()
+    }
+
+    /// Events handed out after a newer one (a program stalled between its
+    /// stamp and its commit longer than ordering waits).
+    pub fn late(&self) -> u64 {
+        self.late
     }
 
     /// Whether every kprobe's missed hits are counted in
@@ -577,31 +745,29 @@ impl Tracer {
 
     /// Outputs stamped but not yet committed, on all CPUs (`None`: unknown);
     /// with slot rings, slots reserved and not yet read.
-    /// While it is 0 a drain hands out every event at once; otherwise the
-    /// newest `Config::reorder_ns` wait for stragglers.
     pub fn outputs_in_flight(&mut self) -> Option<u64> {
         if self.slots {
             return self.reader.slots_unread();
         }
-        stat_sum(&self.stats, probes::STAT_IN_FLIGHT, &mut self.stat_buf)
+        Some(self.counters.sum(probes::STAT_IN_FLIGHT))
     }
 
     /// What the kernel side lost so far (cumulative).
     pub fn kernel_losses(&self) -> KernelLosses {
-        let mut out = KernelLosses::default();
-        let mut buf = vec![0u8; 8 * self.cpus as usize];
-        for (slot, field) in [
-            (probes::STAT_OUTPUT_FAILED, &mut out.output_failed),
-            (probes::STAT_CONN_UPDATE_FAILED, &mut out.untracked),
-            (probes::STAT_RING_FULL, &mut out.ring_full),
-        ] {
-            if let Some(n) = stat_sum(&self.stats, slot, &mut buf) {
-                *field = n;
-            }
+        let c = &self.counters;
+        KernelLosses {
+            output_failed: c.sum(probes::STAT_OUTPUT_FAILED),
+            ring_full: c.sum(probes::STAT_RING_FULL),
+            untracked: c.sum(probes::STAT_CONN_UPDATE_FAILED),
+            recursion_misses: self
+                .prog_stats()
+                .iter()
+                .filter(|p| !backend::SKIPS_HARMLESS.contains(&p.name.as_str()))
+                .map(|p| p.recursion_misses)
+                .sum(),
+            kprobe_missed: kprobe::missed(&self.kprobes),
+            undeferred: c.sum(probes::STAT_MARK_FAILED),
         }
-        out.recursion_misses = self.prog_stats().iter().map(|p| p.recursion_misses).sum();
-        out.kprobe_missed = kprobe::missed(&self.kprobes);
-        out
     }
 
     /// Each program's kernel run statistics (run_cnt and run_time_ns count
@@ -609,6 +775,43 @@ impl Tracer {
     pub fn prog_stats(&self) -> Vec<crate::loader::info::ProgInfo> {
         self.progs.iter().filter_map(|p| crate::loader::info::prog_info(p.as_fd()).ok()).collect()
     }
+}
+
+/// Whether a deferred close would pass the filters once printed: an
+/// unknown owner passes no task filter.
+fn printable(on_task: bool, e: &Event) -> bool {
+    !(on_task && e.pid == 0)
+}
+
+/// Decode a sample into `held` (or, a deferred close, into `deferred`);
+/// its stamp, if it was an event.
+fn take(held: &mut order::Reorder, deferred: &mut Deferred, b: &[u8]) -> Option<u64> {
+    let e = Event::decode(b)?;
+    if Event::is_pending(b) {
+        deferred.add(e);
+    } else {
+        if e.kind == Some(event::Kind::Accept) {
+            deferred.accepted(e.sock);
+        }
+        held.push(e);
+    }
+    Some(e.ts_ns)
+}
+
+/// `conns` capacity by default: four times the TCP sockets allocated now
+/// (`/proc/net/sockstat`), at least [`CONNS_MIN`].
+fn default_conns() -> u32 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let alloc = sockstat_tcp_alloc(&text).unwrap_or(0);
+    alloc.saturating_mul(4).clamp(u64::from(CONNS_MIN), u64::from(CONNS_DEFAULT_MAX)) as u32
+}
+
+/// The `alloc` count of the `TCP:` line of `/proc/net/sockstat`.
+fn sockstat_tcp_alloc(text: &str) -> Option<u64> {
+    let line = text.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "alloc")?;
+    words.get(at + 1)?.parse().ok()
 }
 
 /// The kernel BTF (or `--btf`'s, with the running kernel's for attach ids),
@@ -627,9 +830,8 @@ struct Setup {
     tracefs: Arc<Tracefs>,
     cpus: u32,
     events: Map,
-    conns: Map,
-    closed: Map,
     stats: Map,
+    counters: Counters,
     reader: PerfReader,
     ring_pages: usize,
     /// With slot rings: the wake-up ring buffer, and what the programs need.
@@ -642,21 +844,16 @@ impl Setup {
         drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
         let tracefs = Arc::new(Tracefs::open()?);
         let cpus = crate::perf::possible_cpu_count()?;
-        // A plain hash: every entry is deleted when its socket closes; an LRU
-        // hash cost the programs ~25 % more (its free lists) here. Not
-        // preallocated: creating all 32768 entries took ~1 ms of the start,
-        // and the programs ran faster without (A/B, 5 pairs, 1 and 2 load
-        // threads: state 123-133 vs 132-146 ns, accept 468-489 vs 536-580 ns).
-        let conns = Map::create_flags(
-            MapType::Hash,
-            "tcpt_conns",
-            8,
-            probes::CONN_VALUE_SIZE,
-            CONNS_MAX,
-            BPF_F_NO_PREALLOC,
+        let stats = Map::create_flags(
+            MapType::Array,
+            "tcpt_stats",
+            4,
+            probes::STATS_VALUE_SIZE,
+            cpus,
+            BPF_F_MMAPABLE,
         )?;
-        let closed = Map::create(MapType::LruHash, "tcpt_closed", 8, 8, CLOSED_MAX)?;
-        let stats = Map::create(MapType::PercpuArray, "tcpt_stats", 4, 8, probes::STATS)?;
+        let counters =
+            Counters::open(stats.as_fd(), cpus, probes::STATS_VALUE_SIZE as usize, crate::perf::page_size())?;
         let chosen = if cfg.ringbuf {
             ring_buffer(cfg)?.map(|(events, reader, pages)| (events, reader, pages, None))
         } else if !cfg.perf_rings && features::slot_rings() {
@@ -669,7 +866,7 @@ impl Setup {
             Some(rings) => rings,
             None => perf_rings(cfg, cpus)?,
         };
-        Ok(Setup { tracefs, cpus, events, conns, closed, stats, reader, ring_pages, slots })
+        Ok(Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots })
     }
 }
 
@@ -718,15 +915,6 @@ fn slot_rings(cfg: &Config, cpus: u32) -> Result<(Map, PerfReader, (Map, probes:
     )?;
     let maps = probes::SlotMaps { fd: array.raw_fd(), wake: wake.raw_fd(), n, cpus };
     Ok((array, reader, (wake, maps)))
-}
-
-/// One `stats` slot summed over the CPUs (`buf`: 8 bytes per possible
-/// CPU); `None` if it could not be read.
-fn stat_sum(stats: &Map, slot: i32, buf: &mut [u8]) -> Option<u64> {
-    if !stats.lookup_raw(&(slot as u32).to_ne_bytes(), buf).ok()? {
-        return None;
-    }
-    Some(buf.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).sum())
 }
 
 /// Queued bytes at which the reader is woken: `Config::watermark`, or an

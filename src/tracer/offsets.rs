@@ -67,6 +67,9 @@ pub struct SockOffsets {
     /// `inet_sock.inet_sport` (network order). Unlike `skc_num`, which
     /// `inet_put_port()` zeroes before the state moves to CLOSE, it stays set.
     pub inet_sport: u32,
+    /// The socket inode's `i_ino`, from the `struct socket` (which
+    /// `struct socket_alloc` places before its inode): the socket's identity.
+    pub socket_ino: u32,
 }
 
 /// The chain current task → fd table → file → socket → sock.
@@ -77,6 +80,7 @@ pub struct FdOffsets {
     pub fdt_max_fds: u32,
     pub fdt_fd: u32,
     pub file_private_data: u32,
+    pub socket_file: u32,
     pub socket_sk: u32,
 }
 
@@ -90,6 +94,13 @@ fn optional(r: Result<u32, BtfError>) -> Result<Option<u32>, BtfError> {
         Err(BtfError::NoMember { .. }) | Err(BtfError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Offset of the inode number from a `struct socket`.
+fn socket_ino(btf: &Btf) -> Result<u32, BtfError> {
+    let socket = btf.member("socket_alloc.socket")?.plain_offset()?;
+    let ino = plain(btf, "socket_alloc.vfs_inode.i_ino", &[8])?;
+    Ok(ino - socket)
 }
 
 impl SockOffsets {
@@ -119,6 +130,7 @@ impl SockOffsets {
             inet_sport: plain(btf, "inet_sock.inet_sport", &[2])?,
             sk_socket: plain(btf, "sock.sk_socket", &[8])?,
             sk_err: plain(btf, "sock.sk_err", &[4])?,
+            socket_ino: socket_ino(btf)?,
         })
     }
 
@@ -162,6 +174,7 @@ impl FdOffsets {
             fdt_max_fds: plain(btf, "fdtable.max_fds", &[4])?,
             fdt_fd: plain(btf, "fdtable.fd", &[8])?,
             file_private_data: plain(btf, "file.private_data", &[8])?,
+            socket_file: plain(btf, "socket.file", &[8])?,
             socket_sk: plain(btf, "socket.sk", &[8])?,
         })
     }

@@ -16,11 +16,18 @@ use super::event::Event;
 #[derive(Debug, Default)]
 pub struct Reorder {
     pending: Vec<Event>,
+    max_len: usize,
 }
 
 impl Reorder {
     pub fn push(&mut self, e: Event) {
         self.pending.push(e);
+        self.max_len = self.max_len.max(self.pending.len());
+    }
+
+    /// Most events held at once.
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 
     pub fn len(&self) -> usize {
@@ -29,6 +36,10 @@ impl Reorder {
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.pending.iter()
     }
 
     /// The oldest stamp held.
@@ -45,7 +56,57 @@ impl Reorder {
             f(e);
         }
         self.pending.drain(..n);
+        // After a backlog (a reader behind by whole rings): give the memory back.
+        let cap = self.pending.capacity();
+        if cap > 8192 && self.pending.len() < cap / 8 {
+            self.pending.shrink_to(cap / 4);
+        }
         n
+    }
+}
+
+/// For one slot ring: a stamp no event still to be read from it can be
+/// older than. A program stamps its event after reserving its slot, so a
+/// position not yet reserved when the clock read `t` (the ring's head was
+/// at or below it, read after the clock) carries a stamp after `t`; and a
+/// position after the last one read was reserved after that one, whose
+/// program read the clock before reserving it (`reserved_after`).
+#[derive(Debug)]
+pub struct SlotBound {
+    base: u64,
+    /// (clock, head) of passes whose head is beyond what was read.
+    seen: std::collections::VecDeque<(u64, u64)>,
+}
+
+/// Passes remembered per ring (more only while a ring lags that far).
+const SEEN: usize = 256;
+
+impl SlotBound {
+    /// `start`: a clock read before anything could be reserved.
+    pub fn new(start: u64) -> SlotBound {
+        SlotBound { base: start, seen: Default::default() }
+    }
+
+    /// A pass read the clock `now`, then the ring's `head`, and read the
+    /// ring up to `tail`; the last record it read was reserved after the
+    /// clock read `reserved_after`: the bound for the ring's events unread.
+    pub fn update(&mut self, now: u64, head: u64, tail: u64, reserved_after: Option<u64>) -> u64 {
+        if let Some(t) = reserved_after {
+            self.base = self.base.max(t);
+        }
+        if self.seen.len() == SEEN {
+            self.seen.pop_front(); // the bound stays older: still safe
+        }
+        self.seen.push_back((now, head));
+        while let Some(&(t, h)) = self.seen.front() {
+            if tail.wrapping_sub(h) as i64 >= 0 {
+                self.base = self.base.max(t);
+                self.seen.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.base
     }
 }
 
@@ -61,7 +122,7 @@ mod tests {
     use super::*;
 
     fn ev(ts: u64) -> Event {
-        let mut b = [0u8; 96];
+        let mut b = [0u8; super::super::event::EVENT_SIZE];
         b[49] = 4;
         b[..8].copy_from_slice(&ts.to_le_bytes());
         Event::decode(&b).unwrap()
@@ -83,6 +144,36 @@ mod tests {
         r.release(u64::MAX, &mut |e| got.push(e.ts_ns));
         assert_eq!(got, [50, 55, 60]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn slot_bound_is_the_clock_of_the_last_pass_whose_head_was_read() {
+        let mut b = SlotBound::new(100);
+        assert_eq!(b.update(200, 0, 0, None), 200, "empty ring: now");
+        assert_eq!(b.update(300, 10, 10, None), 300, "read up to the head: now");
+        // Positions 10..40 reserved; read to 20 only: position 20 may have
+        // been reserved any time after the pass at 300 (head 10).
+        assert_eq!(b.update(400, 40, 20, None), 300);
+        assert_eq!(b.update(500, 50, 30, None), 300, "still below the head seen at 400");
+        assert_eq!(b.update(600, 55, 45, None), 400, "past 40: reserved after 400");
+        assert_eq!(b.update(700, 55, 55, None), 700);
+        // An uncommitted slot at 55 holds the bound until it is read.
+        assert_eq!(b.update(800, 60, 55, None), 700);
+        assert_eq!(b.update(900, 60, 60, None), 900);
+    }
+
+    #[test]
+    fn slot_bound_follows_the_reads_through_a_backlog() {
+        let mut b = SlotBound::new(100);
+        assert_eq!(b.update(200, 0, 0, None), 200);
+        // A backlog of 4000 read 1000 at a time: the last record read was
+        // reserved after its program read the clock at 250, 260, 270.
+        assert_eq!(b.update(300, 4000, 1000, Some(250)), 250);
+        assert_eq!(b.update(310, 4000, 2000, Some(260)), 260);
+        assert_eq!(b.update(320, 4100, 3000, Some(270)), 270);
+        assert_eq!(b.update(330, 4100, 4100, Some(280)), 330, "caught up: the clock again");
+        // Never backwards: an older clock (nesting) does not lower it.
+        assert_eq!(b.update(340, 4200, 4150, Some(290)), 330);
     }
 
     #[test]

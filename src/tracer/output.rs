@@ -285,6 +285,7 @@ mod tests {
             netns: 4026531969,
             saddr: sa,
             daddr: da,
+            sock: 0,
         }
     }
 

@@ -3,6 +3,7 @@
 //! also reports an `accept()` that was already blocked when tracing started,
 //! and has no kretprobe `maxactive` limit.
 
+use super::owner::{conns_call, fence, mark_call, record_owner};
 use super::*;
 use crate::asm::{AsmError, Program};
 use crate::tracer::offsets::FdOffsets;
@@ -16,9 +17,9 @@ pub fn accept_program(
     maps: &MapFds,
 ) -> Result<Program, AsmError> {
     let mut a = Asm::new();
-    let out = a.label();
+    let (out, open, x) = (a.label(), a.label(), a.label());
     a.mov64_reg(Reg::R6, Reg::R1);
-    a.st(Size::W, Reg::R10, ALSO_X, 0);
+    a.st(Size::W, Reg::R10, FLAG, 0);
     a.ldx(Size::DW, Reg::R7, Reg::R6, ret_off as i16); // the new fd
     a.jmp_imm(Jmp::Slt, Reg::R7, 0, out);
     a.call(Helper::GetCurrentPidTgid);
@@ -32,38 +33,55 @@ pub fn accept_program(
     a.alu64_imm(Alu::Lsh, Reg::R7, 3);
     a.alu64_reg(Alu::Add, Reg::R9, Reg::R7);
     read_ptr(&mut a, Reg::R9, Reg::R9, 0, out); // struct file *
+    a.stx(Size::DW, Reg::R10, KEY, Reg::R9);
     read_ptr(&mut a, Reg::R9, Reg::R9, fo.file_private_data, out); // struct socket *
-    read_ptr(&mut a, Reg::R7, Reg::R9, fo.socket_sk, out); // struct sock *
+    socket_file_and_sk(&mut a, fo, out);
+    // Another thread may have closed or replaced the fd since the syscall
+    // installed it: only a socket whose file is the one found, and whose
+    // sock points back to it, is ours.
+    a.ldx(Size::DW, Reg::R2, Reg::R10, KEY);
+    a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R2, out);
+    a.jmp_imm(Jmp::Eq, Reg::R7, 0, out);
     check_tcp(&mut a, so, Mem::Probe, out);
-    let (open, emit) = (a.label(), a.label());
+    probe_read(&mut a, TMP, 8, Reg::R7, so.sk_socket, out);
+    a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
+    a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R9, out);
+    probe_read(&mut a, IDENT, 8, Reg::R9, so.socket_ino, out);
+    task_block(&mut a, VAL, Some(Reg::R8), f);
     let acc = sock_access(&mut a, so, Mem::Probe, out);
     acc.load(&mut a, Size::B, Reg::R9, so.state);
     a.jmp_imm(Jmp::Ne, Reg::R9, CLOSE, open);
-    // Handed out already closed. Reset while queued: its close was reported
-    // as nothing (state.rs), so no A. Reset while accept() was taking it:
-    // its X was marked (mark_closed), so it gets its A, and its X if that
-    // was hidden.
-    closed_call(&mut a, maps, Helper::MapLookupElem, 0);
-    a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
-    a.ldx(Size::DW, Reg::R1, Reg::R0, 0);
-    a.alu64_imm(Alu::And, Reg::R1, 0xffff); // the mark, without its peer
-    a.stx(Size::W, Reg::R10, ALSO_X, Reg::R1);
-    closed_call(&mut a, maps, Helper::MapDeleteElem, 0);
-    task_block(&mut a, VAL, Some(Reg::R8), f);
-    a.ja(emit);
-    // The owner, for an X from softirq later; and the event's task fields.
-    // (A reset on another CPU may miss it by a hair: after the A, the
-    // program looks for that reset's mark; see claim_missed_close.)
+    // Handed out already closed. Reset while queued: it had no socket, so
+    // its close was no X and left no mark: no A either. Reset while
+    // accept() was taking it: its X was deferred (owner.rs); claim it,
+    // and report the A, then the X.
+    mark_call(&mut a, maps, Helper::MapDeleteElem);
+    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+    a.st(Size::W, Reg::R10, FLAG, 1);
     a.bind(open);
-    remember_owner(&mut a, maps, Reg::R8, f);
-    a.bind(emit);
-    stack_ptr(&mut a, Reg::R9, VAL);
-    owner_to_event(&mut a, Reg::R9);
+    for o in (0..TASK_SIZE).step_by(8) {
+        a.ldx(Size::DW, Reg::R1, Reg::R10, VAL + o);
+        a.stx(Size::DW, Reg::R10, EV + off::TASK + o, Reg::R1);
+    }
     a.mov64_imm(Reg::R8, KIND_ACCEPT);
     // A reset racing this program zeroes skc_num (inet_put_port) before
     // the state says CLOSE: then inet_sport.
-    let tail = Tail { acc, sport: Sport::NumUnlessClose(Reg::R9), also_x: true };
-    emit_event(&mut a, so, tail, f, maps, out);
+    let tail = Tail { acc, sport: Sport::NumUnlessClose(Reg::R9), task_filters: true };
+    fill_event(&mut a, so, tail, f, out);
+    output(&mut a, maps);
+    a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
+    a.jmp_imm(Jmp::Ne, Reg::R1, 0, x);
+    // The owner, for an X from softirq later (after the A: an X that finds
+    // it is stamped after the A). A filtered A needs none: that X would be
+    // filtered alike. Then look for a close deferred meanwhile (owner.rs).
+    record_owner(&mut a, maps);
+    fence(&mut a);
+    mark_call(&mut a, maps, Helper::MapDeleteElem);
+    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.bind(x);
+    set_kind(&mut a, KIND_CLOSE);
+    output(&mut a, maps);
     a.bind(out);
     exit0(&mut a);
     a.finish()
@@ -88,4 +106,19 @@ fn fd_array(a: &mut Asm, fo: &FdOffsets, out: Label) {
         a.jmp_reg(Jmp::Ge, Reg::R7, Reg::R1, out);
         read_ptr(a, Reg::R9, Reg::R9, fo.fdt_fd, out);
     }
+}
+
+/// r1 = socket->file, r7 = socket->sk (socket in r9): one read when they
+/// are adjacent (every kernel), else two.
+fn socket_file_and_sk(a: &mut Asm, fo: &FdOffsets, out: Label) {
+    let at = TMP - 8;
+    if fo.socket_sk == fo.socket_file + 8 {
+        probe_read(a, at, 16, Reg::R9, fo.socket_file, out);
+        a.ldx(Size::DW, Reg::R7, Reg::R10, TMP);
+    } else {
+        probe_read(a, TMP, 8, Reg::R9, fo.socket_sk, out);
+        a.ldx(Size::DW, Reg::R7, Reg::R10, TMP);
+        probe_read(a, at, 8, Reg::R9, fo.socket_file, out);
+    }
+    a.ldx(Size::DW, Reg::R1, Reg::R10, at);
 }

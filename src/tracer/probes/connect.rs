@@ -2,13 +2,14 @@
 //! `tcp_v4_connect` and `tcp_v6_connect` (an IPv4-mapped destination runs
 //! the first inside the second).
 //!
-//! Entry: conns[sk] = {pid_tgid, comm}. Keyed by the socket, the nested
+//! Entry: conns[sk] = {pid_tgid, comm, the socket's identity}. Keyed by the socket, the nested
 //! call writes the same entry again instead of clobbering a per-task slot
 //! (the seed's fault: its C for such flows was lost and its tuple leaked).
 //! Exit with an error: forget conns[sk]. kprobe: the return probe finds sk
 //! through `inflight[pid_tgid]`, which the inner return consumes; fexit
 //! has sk in its arguments.
 
+use super::owner::{conns_call, read_ident, remember_owner};
 use super::*;
 use crate::asm::{AsmError, Program};
 
@@ -31,7 +32,12 @@ fn inflight_call(a: &mut Asm, fd: i32, h: Helper) {
     a.call(h);
 }
 
-pub fn connect_entry_program(hook: ConnectHook, f: &Filters, maps: &MapFds) -> Result<Program, AsmError> {
+pub fn connect_entry_program(
+    so: &SockOffsets,
+    hook: ConnectHook,
+    f: &Filters,
+    maps: &MapFds,
+) -> Result<Program, AsmError> {
     let mut a = Asm::new();
     let out = a.label();
     a.mov64_reg(Reg::R6, Reg::R1);
@@ -43,6 +49,7 @@ pub fn connect_entry_program(hook: ConnectHook, f: &Filters, maps: &MapFds) -> R
     a.call(Helper::GetCurrentPidTgid);
     a.mov64_reg(Reg::R8, Reg::R0);
     pid_filter(&mut a, Reg::R8, f, out);
+    read_ident(&mut a, so, out);
     remember_owner(&mut a, maps, Reg::R8, f);
     if let (ConnectHook::Kprobe { .. }, Some(inflight)) = (hook, maps.inflight) {
         a.stx(Size::DW, Reg::R10, KEY, Reg::R8);

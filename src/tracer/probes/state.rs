@@ -1,6 +1,7 @@
 //! The state-change program: C on SYN_SENT→ESTABLISHED, X on the first
 //! closing move; with the tracepoint hook also the start of a connect.
 
+use super::owner::{conns_call, defer, lookup_owner, read_ident, remember_owner, DEFER_KNOWN, DEFER_UNKNOWN};
 use super::*;
 use crate::asm::{AsmError, Program};
 
@@ -25,6 +26,24 @@ impl StateHook {
     }
 }
 
+/// Which state changes a program takes, by the socket lock. A state
+/// change in softirq (or a timer) happens only while no task holds the
+/// lock; one in process context mostly with the lock held. A program that
+/// is running when a softirq interrupts it is skipped for the softirq's
+/// state change (the kernel does not run a program inside itself): so the
+/// tp_btf and fentry backends attach two programs, one for each side, and
+/// a softirq never finds its program running. (kprobe programs are skipped
+/// whenever any kprobe or tracepoint program runs on the CPU: one program.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateCtx {
+    /// `sk_lock.owned` set: a task holds the socket (process context).
+    Owned,
+    /// No task holds it: softirq, timers, a few process-context paths.
+    Unowned,
+    /// Both, telling them apart where it matters.
+    Any,
+}
+
 /// Registers after the prologue: r6 ctx, r7 sk, r8 old state, r9 new state.
 fn prologue(a: &mut Asm, so: &SockOffsets, hook: StateHook, out: Label) {
     a.mov64_reg(Reg::R6, Reg::R1);
@@ -46,21 +65,54 @@ fn prologue(a: &mut Asm, so: &SockOffsets, hook: StateHook, out: Label) {
             a.ldx(Size::B, Reg::R8, Reg::R10, TMP);
         }
     }
+    a.st(Size::DW, Reg::R10, IDENT, 0);
+}
+
+/// Emit `owned` for process context and `unowned` for the rest, as far as
+/// this program takes each (both end in jumps).
+fn by_lock(
+    a: &mut Asm,
+    ctx: StateCtx,
+    so: &SockOffsets,
+    mem: Mem,
+    out: Label,
+    owned: impl FnOnce(&mut Asm),
+    unowned: impl FnOnce(&mut Asm),
+) {
+    match ctx {
+        StateCtx::Owned => owned(a),
+        StateCtx::Unowned => unowned(a),
+        StateCtx::Any => {
+            let soft = a.label();
+            read_owned(a, so, mem, out);
+            a.jmp_imm(Jmp::Eq, Reg::R1, 0, soft);
+            owned(a);
+            a.bind(soft);
+            unowned(a);
+        }
+    }
 }
 
 pub fn state_program(
     so: &SockOffsets,
     hook: StateHook,
+    ctx: StateCtx,
     f: &Filters,
     maps: &MapFds,
 ) -> Result<Program, AsmError> {
     let mem = hook.mem();
     let mut a = Asm::new();
     let out = a.label();
-    let [syn_sent, established, on_close, closing, failed, first_close, softirq, unknown, emit_close, emit] =
-        [(); 10].map(|_| a.label());
+    let [syn_sent, established, on_close, closing, failed, first_close, syn_recv, fill, emit] =
+        [(); 9].map(|_| a.label());
     prologue(&mut a, so, hook, out);
-    if hook == StateHook::TpBtf {
+    a.st(Size::W, Reg::R10, FLAG, 0);
+    if ctx != StateCtx::Any {
+        read_owned(&mut a, so, mem, out);
+        let skip = if ctx == StateCtx::Owned { Jmp::Eq } else { Jmp::Ne };
+        a.jmp_imm(skip, Reg::R1, 0, out);
+    }
+    if hook == StateHook::TpBtf && ctx != StateCtx::Unowned {
         a.jmp32_imm(Jmp::Eq, Reg::R9, SYN_SENT, syn_sent);
     }
     a.jmp32_imm(Jmp::Eq, Reg::R9, ESTABLISHED, established);
@@ -74,24 +126,26 @@ pub fn state_program(
     a.bind(closing);
     a.jmp32_imm(Jmp::Eq, Reg::R8, ESTABLISHED, first_close);
     a.jmp32_imm(Jmp::Eq, Reg::R8, CLOSE_WAIT, first_close);
+    a.jmp32_imm(Jmp::Eq, Reg::R8, SYN_RECV, syn_recv);
     a.ja(out);
 
     // A connect that never established: forget it, or report it (F)
     // with the task that started it.
     a.bind(failed);
     if f.failed {
-        conns_call(&mut a, maps, Helper::MapLookupElem);
-        a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+        let forget = a.label();
+        read_ident(&mut a, so, forget);
+        lookup_owner(&mut a, maps, forget);
         owner_to_event(&mut a, Reg::R0);
         conns_call(&mut a, maps, Helper::MapDeleteElem);
         a.mov64_imm(Reg::R8, KIND_FAILED);
-        a.ja(emit);
-    } else {
-        conns_call(&mut a, maps, Helper::MapDeleteElem);
-        a.ja(out);
+        a.ja(fill);
+        a.bind(forget);
     }
+    conns_call(&mut a, maps, Helper::MapDeleteElem);
+    a.ja(out);
 
-    if hook == StateHook::TpBtf {
+    if hook == StateHook::TpBtf && ctx != StateCtx::Unowned {
         // CLOSE → SYN_SENT, in the connecting task.
         a.bind(syn_sent);
         a.jmp32_imm(Jmp::Ne, Reg::R8, CLOSE, out);
@@ -99,6 +153,7 @@ pub fn state_program(
         a.call(Helper::GetCurrentPidTgid);
         pid_filter(&mut a, Reg::R0, f, out);
         a.mov64_reg(Reg::R9, Reg::R0);
+        read_ident(&mut a, so, out);
         remember_owner(&mut a, maps, Reg::R9, f);
         a.ja(out);
     }
@@ -106,79 +161,99 @@ pub fn state_program(
     // SYN_SENT → ESTABLISHED: C with the connecting task (entry kept as owner).
     a.bind(established);
     a.jmp32_imm(Jmp::Ne, Reg::R8, SYN_SENT, out);
-    conns_call(&mut a, maps, Helper::MapLookupElem);
-    a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
+    read_ident(&mut a, so, out);
+    lookup_owner(&mut a, maps, out);
     owner_to_event(&mut a, Reg::R0);
     a.mov64_imm(Reg::R8, KIND_CONNECT);
-    a.ja(emit);
+    a.ja(fill);
 
-    // First move of an established connection towards closing: X.
+    // First move of an established connection towards closing: X. With a
+    // task holding the lock, that task; else the owner.
     a.bind(first_close);
     check_tcp(&mut a, so, mem, out);
-    let owned = Field { off: so.lock_owned, size: 4, bits: None };
-    read_sk(&mut a, mem, Reg::R1, owned, out);
-    a.jmp_imm(Jmp::Eq, Reg::R1, 0, softirq);
-    current_to_event(&mut a, f);
-    conns_call(&mut a, maps, Helper::MapDeleteElem);
-    a.jmp_imm(Jmp::Eq, Reg::R0, 0, emit_close);
-    // No owner recorded: mark that this X was reported (see mark_closed).
-    peer(&mut a, so, mem, out);
-    mark_closed(&mut a, maps, MARK_SHOWN, Reg::R8);
-    a.ja(emit_close);
-    // No task holds the lock (softirq or timer): the owner did it.
-    a.bind(softirq);
-    conns_call(&mut a, maps, Helper::MapLookupElem);
-    a.jmp_imm(Jmp::Eq, Reg::R0, 0, unknown);
-    owner_to_event(&mut a, Reg::R0);
-    conns_call(&mut a, maps, Helper::MapDeleteElem);
-    a.ja(emit_close);
-    a.bind(unknown);
-    // No owner and no `struct socket`: a connection reset (or dropped with
-    // its listener) while it waited in an accept queue. Nobody accepted it,
-    // so it gets no A and no X. (Owned sockets that predate tracing have one.)
-    // Read as a number even where sk is typed: a typed load of a pointer
-    // field costs the 6.x verifier a ~1.4 ms scan of the kernel's BTF.
-    probe_read(&mut a, TMP, 8, Reg::R7, so.sk_socket, out);
-    a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
-    a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
-    peer(&mut a, so, mem, out);
-    if f.on_task() {
-        // Task filters cannot match an unknown owner: leave the X to the
-        // accept program, if this socket is being accepted.
-        mark_closed(&mut a, maps, MARK_HIDDEN, Reg::R8);
-        // Unless the accept program recorded the owner since the lookup
-        // above (it looks for this mark after recording: see accept.rs).
-        // Whoever deletes the mark reports the X.
-        fence(&mut a);
-        conns_call(&mut a, maps, Helper::MapLookupElem);
-        a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
-        owner_to_event(&mut a, Reg::R0);
-        closed_call(&mut a, maps, Helper::MapDeleteElem, 0);
-        a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
-        conns_call(&mut a, maps, Helper::MapDeleteElem);
-        a.ja(emit_close);
-    } else {
-        mark_closed(&mut a, maps, MARK_SHOWN, Reg::R8);
-        unknown_to_event(&mut a);
-    }
-    a.bind(emit_close);
     a.mov64_imm(Reg::R8, KIND_CLOSE);
+    by_lock(
+        &mut a,
+        ctx,
+        so,
+        mem,
+        out,
+        |a| {
+            current_to_event(a, f);
+            conns_call(a, maps, Helper::MapDeleteElem);
+            a.jmp_imm(Jmp::Eq, Reg::R0, 0, fill);
+            // No owner recorded: an accept may be taking it (its A is
+            // still to come), or it predates tracing.
+            read_ident(a, so, fill);
+            a.st(Size::W, Reg::R10, FLAG, DEFER_KNOWN);
+            a.ja(fill);
+        },
+        |a| {
+            let unknown = a.label();
+            // No socket: reset (or dropped with its listener) while it
+            // waited in an accept queue. Nobody accepted it: no X.
+            read_ident(a, so, out);
+            lookup_owner(a, maps, unknown);
+            owner_to_event(a, Reg::R0);
+            conns_call(a, maps, Helper::MapDeleteElem);
+            a.ja(fill);
+            a.bind(unknown);
+            unknown_to_event(a);
+            a.st(Size::W, Reg::R10, FLAG, DEFER_UNKNOWN);
+            a.ja(fill);
+        },
+    );
 
-    a.bind(emit);
+    // A Fast Open child accepted before its handshake ended, closed from
+    // SYN_RECV: an X if it was accepted (it has an owner).
+    a.bind(syn_recv);
+    check_tcp(&mut a, so, mem, out);
+    a.mov64_imm(Reg::R8, KIND_CLOSE);
+    read_ident(&mut a, so, out);
+    by_lock(
+        &mut a,
+        ctx,
+        so,
+        mem,
+        out,
+        |a| {
+            lookup_owner(a, maps, out);
+            conns_call(a, maps, Helper::MapDeleteElem);
+            current_to_event(a, f);
+            a.ja(fill);
+        },
+        |a| {
+            lookup_owner(a, maps, out);
+            owner_to_event(a, Reg::R0);
+            conns_call(a, maps, Helper::MapDeleteElem);
+            a.ja(fill);
+        },
+    );
+
+    // The event (task block in place, kind in r8): its tuple, the filters
+    // (not those on the task while it is unknown), then out, or deferred.
+    a.bind(fill);
+    let (known, unknown) = (ctx != StateCtx::Unowned, ctx != StateCtx::Owned);
+    if f.on_task() {
+        let skip = a.label();
+        if unknown {
+            a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
+            a.jmp_imm(Jmp::Eq, Reg::R1, DEFER_UNKNOWN, skip);
+        }
+        task_filters(&mut a, f, out);
+        a.bind(skip);
+    }
+    let acc = sock_access(&mut a, so, mem, out);
     // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE (r9: the
     // new state); the function-entry hooks run before it.
     let sport = if hook == StateHook::TpBtf { Sport::NumUnlessClose(Reg::R9) } else { Sport::Num };
-    let acc = sock_access(&mut a, so, mem, out);
-    emit_event(&mut a, so, Tail { acc, sport, also_x: false }, f, maps, out);
+    fill_event(&mut a, so, Tail { acc, sport, task_filters: false }, f, out);
+    a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, emit);
+    defer(&mut a, f, maps, known, unknown, emit, out);
+    a.bind(emit);
+    output(&mut a, maps);
     a.bind(out);
     exit0(&mut a);
     a.finish()
-}
-
-/// r8 = the peer word of the sk in r7 (see `mark_closed`).
-fn peer(a: &mut Asm, so: &SockOffsets, mem: Mem, out: Label) {
-    peer_word(a, so, Reg::R8, |a, size, dst, off| {
-        let bytes = if size == Size::W { 4 } else { 2 };
-        read_sk(a, mem, dst, Field { off, size: bytes, bits: None }, out)
-    });
 }

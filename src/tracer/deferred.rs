@@ -1,0 +1,122 @@
+//! Deferred X (see `probes/owner.rs`): a close found without an owner is
+//! marked in the kernel (`marks`, keyed by the socket's identity) and sent
+//! here as `KIND_PENDING`. It is held, and every event stamped after it,
+//! until an A names the same socket (the accept claimed the close and
+//! reports it after its A) or [`SETTLE_NS`] passed: then we claim the mark
+//! ourselves (deleting it: only one side can) and print the X as it came,
+//! in its place. A mark whose pending event was lost (a full ring) is
+//! swept after two sweeps of seeing it.
+
+use super::event::{Event, Kind};
+use crate::loader::Map;
+
+/// How long a deferred X waits for an accept to claim it: the time from
+/// the socket's graft in `accept()` to the syscall's return, with room for
+/// the accepting task to be preempted. Connections older than the tracer
+/// closed without their owner print this much later.
+pub const SETTLE_NS: u64 = 100_000_000;
+/// How often marks are swept for ones nothing will settle.
+const SWEEP_NS: u64 = 1_000_000_000;
+
+#[derive(Debug, Default)]
+pub struct Deferred {
+    /// Pending X (kind already `Close`), oldest first as they came.
+    pending: Vec<Event>,
+    /// Mark keys seen at the last sweep.
+    seen: Vec<u64>,
+    last_sweep: u64,
+    /// Counts: closes deferred to us, claimed by an accept, settled here
+    /// (printed or not), marks swept (their X was lost on its way here).
+    pub stats: DeferredStats,
+    /// Sockets of the last [`RECENT`] A (an A may come before the close
+    /// its accept claimed: it is stamped before the accept looks).
+    recent: std::collections::VecDeque<u64>,
+}
+
+const RECENT: usize = 1024;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredStats {
+    pub deferred: u64,
+    pub by_accept: u64,
+    pub settled: u64,
+    pub swept: u64,
+}
+
+impl Deferred {
+    /// A pending X came (unless an A of its socket came already: its
+    /// accept saw the mark and reports the X itself).
+    pub fn add(&mut self, mut e: Event) {
+        e.kind = Some(Kind::Close);
+        self.stats.deferred += 1;
+        if self.recent.contains(&e.sock) {
+            self.stats.by_accept += 1;
+        } else {
+            self.pending.push(e);
+        }
+    }
+
+    /// An A came: its accept claims any close deferred for the socket.
+    pub fn accepted(&mut self, sock: u64) {
+        if sock == 0 {
+            return;
+        }
+        if !self.pending.is_empty() {
+            let n = self.pending.len();
+            self.pending.retain(|p| p.sock != sock);
+            self.stats.by_accept += (n - self.pending.len()) as u64;
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sock);
+    }
+
+    /// The oldest stamp that may still be printed (`None`: none pending).
+    /// `printable` says whether a pending X would pass the filters.
+    pub fn oldest(&self, printable: impl Fn(&Event) -> bool) -> Option<u64> {
+        self.pending.iter().filter(|e| printable(e)).map(|e| e.ts_ns).min()
+    }
+
+    /// When the next pending X settles (`None`: none pending).
+    pub fn due(&self) -> Option<u64> {
+        self.pending.iter().map(|e| e.ts_ns.saturating_add(SETTLE_NS)).min()
+    }
+
+    /// Settle every pending X older than `now - SETTLE_NS` (all of them
+    /// with `all`): claim its mark; `out` gets those we claimed.
+    pub fn settle(&mut self, now: u64, all: bool, marks: &Map, out: &mut dyn FnMut(Event)) {
+        self.pending.retain(|e| {
+            if !all && e.ts_ns.saturating_add(SETTLE_NS) > now {
+                return true;
+            }
+            // Deleted here: ours to report. Gone: an accept claimed it.
+            if matches!(marks.delete(&e.sock.to_ne_bytes()), Ok(true)) {
+                self.stats.settled += 1;
+                out(*e);
+            } else {
+                self.stats.by_accept += 1;
+            }
+            false
+        });
+    }
+
+    /// Once per [`SWEEP_NS`]: delete marks seen at the last sweep too and
+    /// not pending (their pending X never came).
+    pub fn sweep(&mut self, now: u64, marks: &Map) {
+        if now < self.last_sweep.saturating_add(SWEEP_NS) {
+            return;
+        }
+        self.last_sweep = now;
+        let Ok(keys) = marks.keys() else { return };
+        let keys: Vec<u64> =
+            keys.iter().filter_map(|k| Some(u64::from_ne_bytes(k[..].try_into().ok()?))).collect();
+        for &k in &keys {
+            let stale = self.seen.contains(&k) && !self.pending.iter().any(|e| e.sock == k);
+            if stale && matches!(marks.delete(&k.to_ne_bytes()), Ok(true)) {
+                self.stats.swept += 1;
+            }
+        }
+        self.seen = keys;
+    }
+}

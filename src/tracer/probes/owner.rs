@@ -1,0 +1,161 @@
+//! Who owns a socket, and closes whose owner is not known yet.
+//!
+//! Identity: a socket's inode number (`socket:[N]`, from
+//! `sock->sk_socket`'s inode), unique while the machine runs (the kernel
+//! never hands out one twice until 2^32 inodes later). `conns` is keyed by
+//! the `struct sock *`, whose memory the next socket gets at once; its
+//! values carry the identity, and a value is believed only when that
+//! matches. An entry that outlives its socket (a skipped program run) is
+//! never pinned on the next one; the next record there replaces it.
+//!
+//! Deferred X: an X found without an owner may be a connection reset while
+//! `accept()` was taking it (between the socket's graft and the syscall's
+//! return, where the accept program records the owner). The state program
+//! then marks the identity in `marks`, fences, and looks for an owner once
+//! more; the accept program records its owner, fences, and looks for a
+//! mark. At least one sees the other's write; whoever deletes the mark
+//! reports the X (once). If the state program saw no owner it outputs the
+//! X as `KIND_PENDING`: the tracer holds it (and everything after it) until
+//! the accept's A names the same socket (the accept then reports the X,
+//! after its A), or, after a while, deletes the mark itself and prints the
+//! X (a connection older than the tracer).
+
+use super::output::count;
+use super::*;
+
+/// IDENT = the inode number of the `struct socket` of the sk in r7; go to
+/// `none` (IDENT 0) when the sock has none (it waits in an accept queue).
+pub(super) fn read_ident(a: &mut Asm, so: &SockOffsets, none: Label) {
+    a.st(Size::DW, Reg::R10, IDENT, 0);
+    probe_read(a, TMP, 8, Reg::R7, so.sk_socket, none);
+    a.ldx(Size::DW, Reg::R3, Reg::R10, TMP);
+    a.jmp_imm(Jmp::Eq, Reg::R3, 0, none);
+    probe_read(a, IDENT, 8, Reg::R3, so.socket_ino, none);
+}
+
+/// `h` on `map` with key = the sk in r7 (stored at KEY); an update takes
+/// its value from r10 + `val`.
+fn sk_map_call(a: &mut Asm, map: i32, h: Helper, val: i16) {
+    a.stx(Size::DW, Reg::R10, KEY, Reg::R7);
+    a.ld_map_fd(Reg::R1, map);
+    stack_ptr(a, Reg::R2, KEY);
+    if h == Helper::MapUpdateElem {
+        stack_ptr(a, Reg::R3, val);
+        a.mov64_imm(Reg::R4, 0);
+    }
+    a.call(h);
+}
+
+/// `conns` helper call for the sk in r7; an update stores VAL.
+pub(super) fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
+    sk_map_call(a, maps.conns, h, VAL);
+}
+
+/// VAL = the current task's block (pid_tgid in `pid_tgid`) and IDENT;
+/// conns[sk in r7] = VAL. A failure is counted.
+pub(super) fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg, f: &Filters) {
+    task_block(a, VAL, Some(pid_tgid), f);
+    record_owner(a, maps);
+}
+
+/// conns[sk in r7] = VAL, with IDENT as its identity. A failure is counted.
+pub(super) fn record_owner(a: &mut Asm, maps: &MapFds) {
+    a.ldx(Size::DW, Reg::R1, Reg::R10, IDENT);
+    a.stx(Size::DW, Reg::R10, VAL + CONN_IDENT, Reg::R1);
+    conns_call(a, maps, Helper::MapUpdateElem);
+    output::count_failure(a, maps, STAT_CONN_UPDATE_FAILED);
+}
+
+/// r0 = the owner recorded for the sk in r7, if its identity is IDENT;
+/// else go to `miss`.
+pub(super) fn lookup_owner(a: &mut Asm, maps: &MapFds, miss: Label) {
+    conns_call(a, maps, Helper::MapLookupElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, miss);
+    a.ldx(Size::DW, Reg::R1, Reg::R0, CONN_IDENT);
+    a.ldx(Size::DW, Reg::R2, Reg::R10, IDENT);
+    a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R2, miss);
+}
+
+/// `h` on `marks` with key = IDENT; an update stores 1. r0: the result.
+pub(super) fn mark_call(a: &mut Asm, maps: &MapFds, h: Helper) {
+    a.ld_map_fd(Reg::R1, maps.marks);
+    stack_ptr(a, Reg::R2, IDENT);
+    if h == Helper::MapUpdateElem {
+        a.st(Size::DW, Reg::R10, TMP, 1);
+        stack_ptr(a, Reg::R3, TMP);
+        a.mov64_imm(Reg::R4, 0);
+    }
+    a.call(h);
+}
+
+/// A full memory barrier: a locked add on the stack (x86: any lock-prefixed
+/// instruction orders all earlier stores before all later loads). Uses TMP.
+pub(super) fn fence(a: &mut Asm) {
+    a.st(Size::DW, Reg::R10, TMP, 0);
+    a.mov64_imm(Reg::R1, 0);
+    a.atomic_add(Size::DW, Reg::R10, TMP, Reg::R1);
+}
+
+/// FLAG values of the state program: the X (its task block in place)
+/// has no owner known: deferred, with the current task (process context)
+/// or with an unknown one.
+pub(super) const DEFER_KNOWN: i32 = 1;
+pub(super) const DEFER_UNKNOWN: i32 = 2;
+
+/// The deferred X's protocol (above), after the event was filled and
+/// filtered (task filters only with a known task): mark it, then report it
+/// at `emit` (kind in the event) or give it up at `out`. `known`/`unknown`:
+/// which DEFER_* this program can see in FLAG.
+pub(super) fn defer(
+    a: &mut Asm,
+    f: &Filters,
+    maps: &MapFds,
+    known: bool,
+    unknown: bool,
+    emit: Label,
+    out: Label,
+) {
+    let (marked, unseen) = (a.label(), a.label());
+    // With both possible, r9-free tests on FLAG; with one, none needed.
+    let if_unknown = |a: &mut Asm, body: &mut dyn FnMut(&mut Asm)| {
+        if !unknown {
+            return;
+        }
+        let skip = a.label();
+        if known {
+            a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
+            a.jmp_imm(Jmp::Ne, Reg::R1, DEFER_UNKNOWN, skip);
+        }
+        body(a);
+        a.bind(skip);
+    };
+    mark_call(a, maps, Helper::MapUpdateElem);
+    a.jmp_imm(Jmp::Eq, Reg::R0, 0, marked);
+    // No room to defer it: out at once, as it is.
+    count(a, maps, STAT_MARK_FAILED);
+    // An unknown owner passes no task filter.
+    if f.on_task() && unknown && !known {
+        a.ja(out);
+    } else {
+        if f.on_task() {
+            if_unknown(a, &mut |a| a.ja(out));
+        }
+        a.ja(emit);
+    }
+    a.bind(marked);
+    fence(a);
+    lookup_owner(a, maps, unseen);
+    // An accept recorded the owner since: whoever deletes the mark reports.
+    if_unknown(a, &mut |a| owner_to_event(a, Reg::R0));
+    mark_call(a, maps, Helper::MapDeleteElem);
+    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+    conns_call(a, maps, Helper::MapDeleteElem);
+    if f.on_task() {
+        if_unknown(a, &mut |a| task_filters(a, f, out));
+    }
+    a.ja(emit);
+    // The accept (if one is taking this socket) will see the mark.
+    a.bind(unseen);
+    set_kind(a, KIND_PENDING as i32);
+    a.ja(emit);
+}
