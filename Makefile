@@ -32,8 +32,12 @@ unit:
 
 # Unit tests, the root integration tests against the static binary users get on
 # this kernel, then the same suite in QEMU guests (5.10, 6.1, 6.12) per backend.
+# A WARNING/BUG/Oops in the kernel log or a new taint flag fails the run.
 test: static
+	@mkdir -p target
+	tests/kernel_log.sh mark target/kernel-log.mark
 	TCPTRACER_BIN=$(abspath $(STATIC)) TCPTRACER_STATIC_BIN=$(abspath $(STATIC)) $(CARGO) test
+	tests/kernel_log.sh check target/kernel-log.mark "host tests"
 	$(MAKE) vmtest
 
 # The root integration suite (tests/trace.rs, tests/loader.rs, static builds) in QEMU

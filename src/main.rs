@@ -480,26 +480,36 @@ fn main() {
             break;
         }
     }
+    let uncommitted = tracer.outputs_in_flight().unwrap_or(0);
+    let full = lost_total + kernel.ring_full;
     if args.json {
-        p.counts.lost_perf = lost_total + kernel.ring_full;
+        p.counts.lost_perf = full;
         p.counts.lost_kernel = kernel.total();
+        p.counts.skipped = kernel.skipped();
+        p.counts.uncommitted = uncommitted;
+        p.counts.late = tracer.late();
         let unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         json::summary(&mut p.buf, &p.counts, unix_ns);
         p.flush();
     }
-    let full = lost_total + kernel.ring_full;
-    if full + kernel.total() > 0 || cfg.debug {
+    // Every event accounted for: handed out, lost (and where), possibly in
+    // a run the kernel skipped, or never committed by its program.
+    let off_course = full + kernel.total() + kernel.skipped() + uncommitted + tracer.late();
+    if off_course > 0 || cfg.debug {
         eprintln!(
             "tcptracer: lost {} events in all: {full} in full buffers, {} in the kernel \
-             (output failed {}, sockets untracked {}); skipped by the kernel: {} probe runs, {} kprobe hits",
+             (output failed {}, sockets untracked {}); skipped by the kernel: {} probe runs, {} kprobe hits; \
+             {} events delivered, {uncommitted} left uncommitted, {} out of order",
             full + kernel.total(),
             kernel.total(),
             kernel.output_failed,
             kernel.untracked,
             kernel.recursion_misses,
-            kernel.kprobe_missed
+            kernel.kprobe_missed,
+            p.counts.events,
+            tracer.late()
         );
     }
     if cfg.debug {

@@ -60,6 +60,9 @@ const JSON_KEYS: &[&str] = &[
     "lost",
     "lost_perf",
     "lost_kernel",
+    "skipped",
+    "uncommitted",
+    "late",
 ];
 
 /// Every table column header.

@@ -81,6 +81,7 @@ cp "$BUSYBOX" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 cp "$REL/tcptracer" "$stage/bin/tcptracer"
 cp "$REL/examples/qexit" "$stage/bin/qexit"
+cp tests/kernel_log.sh "$stage/bin/kernel_log"
 cp "$TRACE" "$stage/tests/trace"
 cp "$LOADER" "$stage/tests/loader"
 cp "$FEATURES" "$stage/tests/features"
@@ -103,6 +104,11 @@ cell_note() { # log kernel backend
         !on { next }
         /^test result:/ { res = $0 }
         /tcpt kprobe_events/ { printf "%s%s", sep, "kprobe_events not clean"; sep = ", " }
+        /^=== KLOG / {
+            split($5, t, "="); sub(/:$/, "", t[2])
+            if (t[2] != klog) { printf "%s%s: kernel log/taint", sep, t[2]; sep = ", " }
+            klog = t[2]
+        }
         $0 ~ "^=== RUN kernel=" k " backend=" b " test=.* exit=" {
             split($5, t, "="); split($6, e, "=")
             if (e[2] != 0) {

@@ -220,6 +220,12 @@ pub struct Summary {
     pub lost_perf: u64,
     /// Lost in the kernel ([`super::KernelLosses::total`]).
     pub lost_kernel: u64,
+    /// Program runs the kernel skipped ([`super::KernelLosses::skipped`]).
+    pub skipped: u64,
+    /// Outputs reserved or stamped and never committed, at exit.
+    pub uncommitted: u64,
+    /// Events handed out after a newer one.
+    pub late: u64,
 }
 
 /// Append the `summary` line (with newline); `unix_ns` is the wall-clock time.
@@ -236,6 +242,9 @@ pub fn summary(out: &mut Vec<u8>, s: &Summary, unix_ns: i64) {
         (b"lost", s.lost_perf.saturating_add(s.lost_kernel)),
         (b"lost_perf", s.lost_perf),
         (b"lost_kernel", s.lost_kernel),
+        (b"skipped", s.skipped),
+        (b"uncommitted", s.uncommitted),
+        (b"late", s.late),
     ] {
         key(out, name);
         push_u64(out, v);
@@ -509,15 +518,26 @@ mod tests {
 
     #[test]
     fn summary_line() {
-        let s =
-            Summary { events: 10, connect: 4, accept: 3, close: 2, failed: 1, lost_perf: 7, lost_kernel: 5 };
+        let s = Summary {
+            events: 10,
+            connect: 4,
+            accept: 3,
+            close: 2,
+            failed: 1,
+            lost_perf: 7,
+            lost_kernel: 5,
+            skipped: 3,
+            uncommitted: 2,
+            late: 1,
+        };
         let mut out = Vec::new();
         summary(&mut out, &s, 1_795_756_467_123_456_789);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "{\"type\":\"summary\",\"time\":\"2026-11-27T05:14:27.123456789Z\",\"events\":10,\"connect\":4,\
-             \"accept\":3,\"close\":2,\"failed\":1,\"lost\":12,\"lost_perf\":7,\"lost_kernel\":5}\n"
+             \"accept\":3,\"close\":2,\"failed\":1,\"lost\":12,\"lost_perf\":7,\"lost_kernel\":5,\
+             \"skipped\":3,\"uncommitted\":2,\"late\":1}\n"
         );
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["lost"], json!(12));
@@ -527,7 +547,8 @@ mod tests {
         assert_eq!(
             out,
             b"{\"type\":\"summary\",\"time\":\"1970-01-01T00:00:00.000000000Z\",\"events\":0,\"connect\":0,\
-              \"accept\":0,\"close\":0,\"failed\":0,\"lost\":0,\"lost_perf\":0,\"lost_kernel\":0}\n"
+              \"accept\":0,\"close\":0,\"failed\":0,\"lost\":0,\"lost_perf\":0,\"lost_kernel\":0,\
+              \"skipped\":0,\"uncommitted\":0,\"late\":0}\n"
         );
     }
 
