@@ -58,6 +58,9 @@ struct Args {
     /// also report connects that never established (type F) with their error
     #[argh(switch)]
     failed: bool,
+    /// sockets tracked at once (default: 4 x the TCP sockets at start, at least 65536); more are reported lost
+    #[argh(option)]
+    max_conns: Option<u32>,
     /// read kernel BTF from this file (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux
     #[argh(option)]
     btf: Option<PathBuf>,
@@ -216,6 +219,9 @@ fn config(args: &Args) -> Config {
         .perf_rings(std::env::var_os("TCPTRACER_PERF_RINGS").is_some_and(|v| v == "1"));
     if let Some(p) = &args.btf {
         b = b.btf(p);
+    }
+    if let Some(n) = args.max_conns {
+        b = b.max_conns(n);
     }
     if let Some(p) = args.pid {
         b = b.pid(p);
@@ -452,10 +458,12 @@ fn main() {
         }
         let mut lost = 0u64;
         p.now = Instant::now();
-        let r = tracer.drain(&mut |e| p.event(e), &mut |n| lost += n);
-        if stopping {
-            tracer.flush(&mut |e| p.event(e));
-        }
+        let r = if stopping {
+            // Detach first: what the rings hold then is all there is.
+            tracer.stop(&mut |e| p.event(e), &mut |n| lost += n)
+        } else {
+            tracer.drain(&mut |e| p.event(e), &mut |n| lost += n)
+        };
         p.flush();
         let events = *r.as_ref().unwrap_or(&0);
         timeout = match (events, tracer.next_release_ms()) {

@@ -1,8 +1,10 @@
 //! Long run with churn: 1,000,000 connection attempts through a running
 //! tracer — normal connections, refused connects, RST aborts and handshakes
 //! that never finish. Every established connection must yield exactly one
-//! C or A and one X per side, no event may be lost, the socket map must end
-//! empty of ours and the tracer's RSS must stay flat. Root only.
+//! C or A and one X per side, each X after its C or A, no event may be lost,
+//! the socket map must end empty of ours and the tracer's RSS must stay
+//! flat. Once following this process only (-p), once following everything.
+//! Root only.
 
 mod common;
 
@@ -109,9 +111,18 @@ impl WriteOk for TcpStream {
 
 #[test]
 fn a_million_attempts_with_churn_stay_exact_bounded_and_flat() {
-    let _g = serial();
     // -p: only this process's traffic reaches the rings, whatever else runs.
-    let t = Tracer::start(&["-p", &pid().to_string()]);
+    soak(&["-p", &pid().to_string()]);
+}
+
+#[test]
+fn a_million_attempts_unfiltered_stay_exact_bounded_and_flat() {
+    soak(&[]);
+}
+
+fn soak(args: &[&str]) {
+    let _g = serial();
+    let t = Tracer::start(args);
     let tracer_pid = t.child.id();
     let rss_start = rss_kb(tracer_pid);
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -144,6 +155,7 @@ fn a_million_attempts_with_churn_stay_exact_bounded_and_flat() {
     // Count our lines by kind, and by the side's tuple for balance.
     let mut kinds: HashMap<char, u64> = HashMap::new();
     let mut open: HashMap<(u16, u16), i64> = HashMap::new();
+    let mut early_x = Vec::new();
     let mut got = 0u64;
     let mut full_c = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -163,7 +175,11 @@ fn a_million_attempts_with_churn_stay_exact_bounded_and_flat() {
         assert!(sp != closed_port && dp != closed_port, "refused connect reported: {l}");
         let k = f[0].chars().next().unwrap();
         *kinds.entry(k).or_default() += 1;
-        *open.entry((sp, dp)).or_default() += if k == 'X' { -1 } else { 1 };
+        let n = open.entry((sp, dp)).or_default();
+        *n += if k == 'X' { -1 } else { 1 };
+        if *n < 0 && early_x.len() < 5 {
+            early_x.push(l.clone());
+        }
         got += 1;
     }
     let rss_end = rss_kb(tracer_pid);
@@ -197,6 +213,7 @@ fn a_million_attempts_with_churn_stay_exact_bounded_and_flat() {
         "one X per side that had its C or A (notes: {notes:?}; (sport, dport) +C/A -X: {unbalanced:?}; socket map entries left: {entries})"
     );
     assert!(unbalanced.is_empty(), "tuples whose C/A and X do not pair up: {unbalanced:?}");
+    assert!(early_x.is_empty(), "an X before its C or A: {early_x:?}");
     assert_eq!(entries, 0, "socket map entries of ours left after every connection closed");
     assert!(rss_end <= rss_start + 1024, "tracer RSS grew from {rss_start} kB to {rss_end} kB");
     assert!(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vm/vmtest.sh [KERNEL...]: run the root integration suite (tests/trace.rs,
-# tests/loader.rs, tests/features.rs, tests/library.rs, static builds)
+# tests/loader.rs, tests/features.rs, tests/library.rs, tests/races.rs,
+# static builds)
 # in QEMU guests booting Debian cloud kernels,
 # once per backend, and print a kernel | backend | result | seconds table.
 # Exits 1 if any cell fails. See vm/README.md.
@@ -54,7 +55,7 @@ if [ "${TCPTRACER_VM_NOBUILD:-0}" != 1 ]; then
     export RUSTFLAGS="-C target-feature=+crt-static"
     log "building static tcptracer, qexit and the trace/loader test binaries"
     $CARGO build --release --target "$TARGET" --bin tcptracer --example qexit || die "cargo build failed"
-    $CARGO test --release --target "$TARGET" --test trace --test loader --test features --test library \
+    $CARGO test --release --target "$TARGET" --test trace --test loader --test features --test library --test races \
         --no-run --message-format=json \
         > "$OUT/tests.json" || die "cargo test --no-run failed"
     unset RUSTFLAGS
@@ -68,7 +69,8 @@ TRACE=$(test_exe trace)
 LOADER=$(test_exe loader)
 FEATURES=$(test_exe features)
 LIBRARY=$(test_exe library)
-for f in "$REL/tcptracer" "$REL/examples/qexit" "$TRACE" "$LOADER" "$FEATURES" "$LIBRARY"; do
+RACES=$(test_exe races)
+for f in "$REL/tcptracer" "$REL/examples/qexit" "$TRACE" "$LOADER" "$FEATURES" "$LIBRARY" "$RACES"; do
     [ -n "$f" ] && [ -x "$f" ] || die "missing build output '$f'"
     is_static "$f" || die "$f is not statically linked"
 done
@@ -86,6 +88,7 @@ cp "$TRACE" "$stage/tests/trace"
 cp "$LOADER" "$stage/tests/loader"
 cp "$FEATURES" "$stage/tests/features"
 cp "$LIBRARY" "$stage/tests/library"
+cp "$RACES" "$stage/tests/races"
 cp vm/init "$stage/init"
 chmod 755 "$stage/init"
 (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$OUT/initrd.cpio" \

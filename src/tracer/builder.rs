@@ -99,6 +99,11 @@ impl Builder {
         self.cfg.filters.no_netns = !on;
         self
     }
+    /// Sockets tracked at once (see [`Config::max_conns`]).
+    pub fn max_conns(mut self, n: u32) -> Self {
+        self.cfg.max_conns = Some(n);
+        self
+    }
     /// Ring pages per CPU (a power of two; see [`Config::ring_pages`]).
     pub fn ring_pages(mut self, pages: usize) -> Self {
         self.cfg.ring_pages = pages;
@@ -185,8 +190,15 @@ pub fn check(cfg: &Config) -> Result<(), Error> {
     if f.ports.contains(&0) {
         return Err(bad("invalid port 0: must be between 1 and 65535"));
     }
+    if cfg.max_conns.is_some_and(|n| n == 0 || n > MAX_CONNS) {
+        return Err(bad(format!("invalid --max-conns: must be between 1 and {MAX_CONNS}")));
+    }
     Ok(())
 }
+
+/// Most sockets `--max-conns` may ask for (the map's elements are ~100
+/// bytes of kernel memory each).
+pub const MAX_CONNS: u32 = 1 << 24;
 
 /// COMM as the kernel stores it: at most 15 bytes, NUL-padded.
 pub fn comm(name: &[u8]) -> Result<[u8; 16], Error> {

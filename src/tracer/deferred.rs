@@ -1,8 +1,8 @@
 //! Deferred X (see `probes/owner.rs`): a close found without an owner is
 //! marked in the kernel (`marks`, keyed by the socket's identity) and sent
 //! here as `KIND_PENDING`. It is held, and every event stamped after it,
-//! until an A names the same socket (the accept claimed the close and
-//! reports it after its A) or [`SETTLE_NS`] passed: then we claim the mark
+//! until an X names the same socket (an accept claimed the close and
+//! reported it after its A) or [`SETTLE_NS`] passed: then we claim the mark
 //! ourselves (deleting it: only one side can) and print the X as it came,
 //! in its place. A mark whose pending event was lost (a full ring) is
 //! swept after two sweeps of seeing it.
@@ -28,8 +28,8 @@ pub struct Deferred {
     /// Counts: closes deferred to us, claimed by an accept, settled here
     /// (printed or not), marks swept (their X was lost on its way here).
     pub stats: DeferredStats,
-    /// Sockets of the last [`RECENT`] A (an A may come before the close
-    /// its accept claimed: it is stamped before the accept looks).
+    /// Sockets of the last [`RECENT`] X (the X of a claimed close may come
+    /// before the pending one: they come through different rings).
     recent: std::collections::VecDeque<u64>,
 }
 
@@ -44,8 +44,8 @@ pub struct DeferredStats {
 }
 
 impl Deferred {
-    /// A pending X came (unless an A of its socket came already: its
-    /// accept saw the mark and reports the X itself).
+    /// A pending X came (unless the X of its socket came already: an
+    /// accept claimed it).
     pub fn add(&mut self, mut e: Event) {
         e.kind = Some(Kind::Close);
         self.stats.deferred += 1;
@@ -56,8 +56,9 @@ impl Deferred {
         }
     }
 
-    /// An A came: its accept claims any close deferred for the socket.
-    pub fn accepted(&mut self, sock: u64) {
+    /// An X came: a close deferred for its socket was claimed (a socket
+    /// closes once).
+    pub fn closed(&mut self, sock: u64) {
         if sock == 0 {
             return;
         }

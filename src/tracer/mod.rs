@@ -268,6 +268,8 @@ pub struct Tracer {
     /// Newest stamp handed out, and events handed out after a newer one.
     last_out: u64,
     late: u64,
+    /// kprobe hits missed, as counted when the kprobes were detached.
+    kprobe_missed_at_detach: Option<u64>,
 }
 
 /// Longest wait while events are held for ordering, in ms.
@@ -418,18 +420,12 @@ impl Tracer {
         // running kernel's own, which differ when --btf names another file.
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
         let t_ready = t0.elapsed();
-        let kind = match cfg.backend {
-            Backend::Auto => features::pick(ids, &tracefs),
-            b => b,
-        };
-        // `pick` has already checked what it picked, except its last resort.
-        if cfg.backend != Backend::Auto || kind == Backend::Tracepoint {
-            features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
-        }
         // Hash maps the programs fill: not preallocated where the kernel
         // allows it for tracing programs (6.1+, with the BPF memory
         // allocator); before that the verifier warns (a kernel WARNING and
-        // taint) on 5.7-6.0, or refuses (PREEMPT_RT).
+        // taint) on 5.7-6.0, or refuses (PREEMPT_RT). Made before the
+        // feature checks: where BPF memory counts against RLIMIT_MEMLOCK
+        // (before 5.11), running short shows here, not as a refused probe.
         let no_prealloc = ids.is_some_and(|b| b.find("bpf_mem_alloc", crate::btf::Kind::Struct).is_ok());
         let hash_flags = if no_prealloc { BPF_F_NO_PREALLOC } else { 0 };
         let max_conns = cfg.max_conns.unwrap_or_else(default_conns);
@@ -442,6 +438,14 @@ impl Tracer {
             hash_flags,
         )?;
         let marks = Map::create_flags(MapType::Hash, "tcpt_marks", 8, 8, MARKS_MAX, hash_flags)?;
+        let kind = match cfg.backend {
+            Backend::Auto => features::pick(ids, &tracefs),
+            b => b,
+        };
+        // `pick` has already checked what it picked, except its last resort.
+        if cfg.backend != Backend::Auto || kind == Backend::Tracepoint {
+            features::check(kind, ids, &tracefs).map_err(|why| Error::Unsupported { backend: kind, why })?;
+        }
         let inflight = match kind {
             Backend::Kprobe => Some(Map::create(MapType::LruHash, "tcpt_inflight", 8, 8, INFLIGHT_MAX)?),
             _ => None,
@@ -543,6 +547,7 @@ impl Tracer {
             on_task: cfg.filters.on_task(),
             last_out: 0,
             late: 0,
+            kprobe_missed_at_detach: None,
         })
     }
 
@@ -580,8 +585,8 @@ impl Tracer {
     /// commit (an output stalled longer comes late).
     ///
     /// A close deferred by the programs (its owner unknown: an accept may
-    /// be taking it) holds every later event until an accept claims it or
-    /// `deferred::SETTLE_NS` passed.
+    /// be taking it) holds every later event until an accept claims it
+    /// (its X comes) or `deferred::SETTLE_NS` passed.
     pub fn drain(
         &mut self,
         on_event: &mut dyn FnMut(&Event),
@@ -707,6 +712,40 @@ impl Tracer {
         Some(due.saturating_sub(now).div_ceil(1_000_000).clamp(1, 100) as i32)
     }
 
+    /// Detach every probe, then hand out every event the rings still hold,
+    /// held events and deferred closes (see [`Tracer::flush`]). Events
+    /// committed after the last drain before a plain drop would be
+    /// discarded; after this, none are left but ones never committed
+    /// ([`Tracer::outputs_in_flight`]).
+    pub fn stop(
+        &mut self,
+        on_event: &mut dyn FnMut(&Event),
+        on_lost: &mut dyn FnMut(u64),
+    ) -> Result<usize, Error> {
+        self.detach();
+        let mut out = 0;
+        // A program that ran as we detached commits within microseconds.
+        let t = Instant::now();
+        loop {
+            out += self.drain(on_event, on_lost)?;
+            if self.outputs_in_flight() == Some(0) || t.elapsed() > std::time::Duration::from_millis(20) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        Ok(out + self.flush(on_event))
+    }
+
+    /// Detach every probe (programs and maps stay until dropped).
+    pub fn detach(&mut self) {
+        if self.kprobe_missed_at_detach.is_none() {
+            self.kprobe_missed_at_detach = Some(kprobe::missed(&self.kprobes));
+        }
+        self._perf_links.clear();
+        self.kprobes.clear();
+        self._bpf_links.clear();
+    }
+
     /// Hand out every held event and every deferred close not claimed by an
     /// accept (at the end of tracing).
     pub fn flush(&mut self, on_event: &mut dyn FnMut(&Event)) -> usize {
@@ -765,7 +804,7 @@ impl Tracer {
                 .filter(|p| !backend::SKIPS_HARMLESS.contains(&p.name.as_str()))
                 .map(|p| p.recursion_misses)
                 .sum(),
-            kprobe_missed: kprobe::missed(&self.kprobes),
+            kprobe_missed: self.kprobe_missed_at_detach.unwrap_or_else(|| kprobe::missed(&self.kprobes)),
             undeferred: c.sum(probes::STAT_MARK_FAILED),
         }
     }
@@ -790,8 +829,8 @@ fn take(held: &mut order::Reorder, deferred: &mut Deferred, b: &[u8]) -> Option<
     if Event::is_pending(b) {
         deferred.add(e);
     } else {
-        if e.kind == Some(event::Kind::Accept) {
-            deferred.accepted(e.sock);
+        if e.kind == Some(event::Kind::Close) {
+            deferred.closed(e.sock);
         }
         held.push(e);
     }
