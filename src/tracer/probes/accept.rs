@@ -56,7 +56,7 @@ pub fn accept_program(
     // accept() was taking it: its X was deferred (owner.rs); claim it,
     // and report the A, then the X.
     mark_call(&mut a, maps, Helper::MapDeleteElem);
-    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+    a.jmp32_imm(Jmp::Ne, Reg::R0, 0, out);
     a.st(Size::W, Reg::R10, FLAG, 1);
     a.bind(open);
     for o in (0..TASK_SIZE).step_by(8) {
@@ -77,7 +77,7 @@ pub fn accept_program(
     record_owner(&mut a, maps);
     fence(&mut a);
     mark_call(&mut a, maps, Helper::MapDeleteElem);
-    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+    a.jmp32_imm(Jmp::Ne, Reg::R0, 0, out);
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.bind(x);
     set_kind(&mut a, KIND_CLOSE);

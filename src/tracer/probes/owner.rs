@@ -130,7 +130,7 @@ pub(super) fn defer(
         a.bind(skip);
     };
     mark_call(a, maps, Helper::MapUpdateElem);
-    a.jmp_imm(Jmp::Eq, Reg::R0, 0, marked);
+    a.jmp32_imm(Jmp::Eq, Reg::R0, 0, marked);
     // No room to defer it: out at once, as it is.
     count(a, maps, STAT_MARK_FAILED);
     // An unknown owner passes no task filter.
@@ -148,7 +148,7 @@ pub(super) fn defer(
     // An accept recorded the owner since: whoever deletes the mark reports.
     if_unknown(a, &mut |a| owner_to_event(a, Reg::R0));
     mark_call(a, maps, Helper::MapDeleteElem);
-    a.jmp_imm(Jmp::Ne, Reg::R0, 0, out);
+    a.jmp32_imm(Jmp::Ne, Reg::R0, 0, out);
     conns_call(a, maps, Helper::MapDeleteElem);
     if f.on_task() {
         if_unknown(a, &mut |a| task_filters(a, f, out));

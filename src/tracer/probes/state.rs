@@ -181,7 +181,7 @@ pub fn state_program(
         |a| {
             current_to_event(a, f);
             conns_call(a, maps, Helper::MapDeleteElem);
-            a.jmp_imm(Jmp::Eq, Reg::R0, 0, fill);
+            a.jmp32_imm(Jmp::Eq, Reg::R0, 0, fill);
             // No owner recorded: an accept may be taking it (its A is
             // still to come), or it predates tracing.
             read_ident(a, so, fill);
