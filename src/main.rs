@@ -58,6 +58,9 @@ struct Args {
     /// also report connects that never established (type F) with their error
     #[argh(switch)]
     failed: bool,
+    /// ring memory per CPU, e.g. 512K or 8M (default 2M): more holds longer bursts
+    #[argh(option, short = 'b')]
+    buffer: Option<String>,
     /// sockets tracked at once (default: 4 x the TCP sockets at start, at least 65536); more are reported lost
     #[argh(option)]
     max_conns: Option<u32>,
@@ -222,6 +225,12 @@ fn config(args: &Args) -> Config {
     }
     if let Some(n) = args.max_conns {
         b = b.max_conns(n);
+    }
+    if let Some(size) = &args.buffer {
+        match tcptracer::tracer::builder::parse_size(size) {
+            Ok(bytes) => b = b.buffer(bytes),
+            Err(e) => die(format!("-b: {e}")),
+        }
     }
     if let Some(p) = args.pid {
         b = b.pid(p);
@@ -403,6 +412,9 @@ fn main() {
             "Note: this kernel does not count missed hits of kprobes made through the kprobe PMU \
              (it does from 6.6); TCPTRACER_KPROBE_TRACEFS=1 uses tracefs kprobes, whose misses are counted"
         );
+    }
+    if let Some(why) = &tracer.slot_fallback {
+        eprintln!("Note: slot rings could not be set up ({why}); perf rings carry the events");
     }
     if !tracer.ringbuf && tracer.ring_pages < cfg.ring_pages {
         // SAFETY: sysconf has no preconditions.

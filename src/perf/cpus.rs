@@ -4,6 +4,7 @@ use super::PerfError;
 
 const ONLINE: &str = "/sys/devices/system/cpu/online";
 const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
+const PRESENT: &str = "/sys/devices/system/cpu/present";
 /// Larger ids are treated as garbage (the kernel's NR_CPUS is at most 8192).
 const MAX_CPU: u32 = 1 << 20;
 
@@ -22,6 +23,13 @@ pub fn online_cpus() -> Result<Vec<u32>, PerfError> {
 pub fn possible_cpu_count() -> Result<u32, PerfError> {
     let cpus = read_list(POSSIBLE)?;
     // parse() never returns an empty list.
+    Ok(cpus.last().map_or(0, |m| m + 1))
+}
+
+/// Number of present CPU ids (max id + 1): the CPUs that can run. Often
+/// far fewer than the possible ones on virtual machines (room for hot-plug).
+pub fn present_cpu_count() -> Result<u32, PerfError> {
+    let cpus = read_list(PRESENT)?;
     Ok(cpus.last().map_or(0, |m| m + 1))
 }
 

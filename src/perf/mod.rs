@@ -30,7 +30,7 @@ mod root_tests;
 mod slots;
 
 pub use counters::Counters;
-pub use cpus::{online_cpus, parse_cpu_list, possible_cpu_count};
+pub use cpus::{online_cpus, parse_cpu_list, possible_cpu_count, present_cpu_count};
 pub use error::PerfError;
 pub use reader::{page_size, PerfReader};
 #[doc(hidden)]

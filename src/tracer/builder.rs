@@ -104,6 +104,13 @@ impl Builder {
         self.cfg.max_conns = Some(n);
         self
     }
+    /// Ring memory per CPU in bytes (rounded down to a power of two of
+    /// pages; see [`Config::ring_pages`]).
+    pub fn buffer(mut self, bytes: usize) -> Self {
+        let pages = bytes / crate::perf::page_size();
+        self.cfg.ring_pages = if pages == 0 { 0 } else { 1 << (usize::BITS - 1 - pages.leading_zeros()) };
+        self
+    }
     /// Ring pages per CPU (a power of two; see [`Config::ring_pages`]).
     pub fn ring_pages(mut self, pages: usize) -> Self {
         self.cfg.ring_pages = pages;
@@ -190,10 +197,41 @@ pub fn check(cfg: &Config) -> Result<(), Error> {
     if f.ports.contains(&0) {
         return Err(bad("invalid port 0: must be between 1 and 65535"));
     }
+    let page = crate::perf::page_size();
+    if cfg.ring_pages < MIN_RING_BYTES / page || cfg.ring_pages > MAX_RING_BYTES / page {
+        return Err(bad(format!(
+            "invalid buffer size {} KiB per CPU: must be between {} KiB and {} MiB",
+            cfg.ring_pages * page / 1024,
+            MIN_RING_BYTES / 1024,
+            MAX_RING_BYTES >> 20
+        )));
+    }
     if cfg.max_conns.is_some_and(|n| n == 0 || n > MAX_CONNS) {
         return Err(bad(format!("invalid --max-conns: must be between 1 and {MAX_CONNS}")));
     }
     Ok(())
+}
+
+/// Least and most ring memory per CPU (`-b`).
+pub const MIN_RING_BYTES: usize = 4 << 10;
+pub const MAX_RING_BYTES: usize = 512 << 20;
+
+/// A size such as `512K`, `2M`, `1G` or `65536` (bytes; K, M, G are
+/// binary, upper or lower case, an `iB` or `B` after them allowed).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: usize =
+        num.parse().map_err(|_| format!("invalid size {s:?}: give a number of bytes, e.g. 512K or 2M"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("invalid size {s:?}: the unit must be K, M or G")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 /// Most sockets `--max-conns` may ask for (the map's elements are ~100
@@ -273,5 +311,23 @@ mod tests {
             Ok(id) => assert_eq!(id, std::fs::metadata(root).unwrap().ino()),
             Err(e) => assert!(e.to_string().contains("not a cgroup v2"), "{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("2m"), Ok(2 << 20));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        for bad in ["", "K", "2X", "-1M", "1.5M", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_size("99999999999G").unwrap_err().contains("too large"));
     }
 }

@@ -69,8 +69,9 @@ pub struct Config {
     pub btf: Option<PathBuf>,
     /// Print phase timings, disassembly and verifier logs on stderr.
     pub debug: bool,
-    /// Ring pages per CPU (a power of two): the size of each perf ring; the
-    /// ring buffer has this many per CPU, in one ring.
+    /// Ring memory per CPU, in pages: a slot ring of as many 128-byte slots
+    /// or a perf ring of as many pages (each rounded down to a power of
+    /// two); the ring buffer has this many per online CPU, in one ring.
     pub ring_pages: usize,
     /// One BPF ring buffer (5.8+) instead of per-CPU rings. Measured on
     /// 6.18 (2 vCPU) against perf rings: programs ~12 % faster with one
@@ -112,7 +113,7 @@ impl Default for Config {
             backend: Backend::Auto,
             btf: None,
             debug: false,
-            ring_pages: 256,
+            ring_pages: DEFAULT_RING_BYTES / 4096,
             ringbuf: false,
             perf_rings: false,
             watermark: 0,
@@ -178,6 +179,11 @@ impl From<PerfError> for Error {
         Error::Perf(e)
     }
 }
+
+/// Ring memory per CPU by default: 2 MiB (16384 slots of a slot ring). The
+/// soak (1M connection attempts, ~120k events/s) lost events in 1 of 10
+/// runs with 512 KiB on an otherwise quiet 2-CPU machine.
+pub const DEFAULT_RING_BYTES: usize = 2 << 20;
 
 /// Least `conns` capacity by default (see `Config::max_conns`).
 pub const CONNS_MIN: u32 = 65536;
@@ -252,6 +258,11 @@ pub struct Tracer {
     pub slots: bool,
     /// Sockets `conns` can hold (see `Config::max_conns`).
     pub max_conns: u32,
+    /// Why slot rings could not be had, where perf rings carry the events
+    /// in their place.
+    pub slot_fallback: Option<String>,
+    /// Slots per CPU with slot rings.
+    pub slots_per_cpu: Option<u32>,
     _wake: Option<Map>,
     held: order::Reorder,
     reorder_ns: u64,
@@ -415,7 +426,7 @@ impl Tracer {
             (btf, setup, t_btf, t_setup)
         });
         let (btf, kernel_btf) = btf?;
-        let Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots } = setup?;
+        let Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots, fallback } = setup?;
         // Offsets come from `btf`; ids for attaching by BTF id must be the
         // running kernel's own, which differ when --btf names another file.
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
@@ -506,6 +517,21 @@ impl Tracer {
         debug_log(cfg, || {
             format!("owner map: {max_conns} sockets, {}preallocated", if no_prealloc { "not " } else { "" })
         });
+        debug_log(cfg, || match &slots {
+            Some((_, s)) => format!(
+                "rings: slot rings, {} slots ({} KiB) per CPU, {} CPUs",
+                s.n,
+                s.n as usize * probes::SLOT_SIZE as usize / 1024,
+                s.cpus
+            ),
+            None if ringbuf => {
+                format!("rings: one ring buffer of {} KiB", ring_pages * crate::perf::page_size() / 1024)
+            }
+            None => format!(
+                "rings: perf rings of {} KiB per online CPU",
+                ring_pages * crate::perf::page_size() / 1024
+            ),
+        });
         debug_log(cfg, || {
             format!(
                 "backend {}; phases: btf {:.2} ms, setup {:.2} ms, build {:.2} ms, load+attach {:.2} ms\n\
@@ -534,7 +560,9 @@ impl Tracer {
             backend: kind,
             ringbuf,
             slots: slots.is_some(),
+            slots_per_cpu: slots.as_ref().map(|s| s.1.n),
             max_conns,
+            slot_fallback: fallback,
             _wake: slots.map(|s| s.0),
             ring_pages,
             held: order::Reorder::default(),
@@ -875,6 +903,8 @@ struct Setup {
     ring_pages: usize,
     /// With slot rings: the wake-up ring buffer, and what the programs need.
     slots: Option<(Map, probes::SlotMaps)>,
+    /// Why slot rings could not be set up (perf rings carry the events).
+    fallback: Option<String>,
 }
 
 impl Setup {
@@ -882,7 +912,8 @@ impl Setup {
         // Privileges first: without them every later check fails for that reason.
         drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
         let tracefs = Arc::new(Tracefs::open()?);
-        let cpus = crate::perf::possible_cpu_count()?;
+        // The CPUs that can run (per-CPU arrays are indexed by CPU id).
+        let cpus = crate::perf::present_cpu_count()?;
         let stats = Map::create_flags(
             MapType::Array,
             "tcpt_stats",
@@ -893,19 +924,26 @@ impl Setup {
         )?;
         let counters =
             Counters::open(stats.as_fd(), cpus, probes::STATS_VALUE_SIZE as usize, crate::perf::page_size())?;
+        let mut fallback = None;
         let chosen = if cfg.ringbuf {
             ring_buffer(cfg)?.map(|(events, reader, pages)| (events, reader, pages, None))
         } else if !cfg.perf_rings && features::slot_rings() {
-            let (events, reader, s) = slot_rings(cfg, cpus)?;
-            Some((events, reader, cfg.ring_pages, Some(s)))
+            // Where the slot array cannot be had (memory), perf rings do.
+            match slot_rings(cfg, cpus) {
+                Ok((events, reader, s)) => Some((events, reader, cfg.ring_pages, Some(s))),
+                Err(e) => {
+                    fallback = Some(e.to_string());
+                    None
+                }
+            }
         } else {
             None
         };
         let (events, reader, ring_pages, slots) = match chosen {
             Some(rings) => rings,
-            None => perf_rings(cfg, cpus)?,
+            None => perf_rings(cfg, crate::perf::possible_cpu_count()?)?,
         };
-        Ok(Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots })
+        Ok(Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots, fallback })
     }
 }
 
@@ -925,13 +963,10 @@ fn perf_rings(cfg: &Config, cpus: u32) -> Result<Rings, Error> {
     Ok((events, reader, ring_pages, None))
 }
 
-/// Slot rings (see `perf/slots.rs`): per possible CPU, as many slots as fit
-/// half of `ring_pages` pages, rounded down to a power of two (at least 8):
-/// 4096 by default. Their pages are all resident (a perf ring's are not):
-/// 4096 keep the tracer's peak RSS under 4 MB. At saturation (2 load
-/// threads, ~350k events/s) they lost nothing to tmpfs or /dev/null; to a
-/// file on a disk, write() stalls of up to ~1 s lost events now and then,
-/// with 8192 slots as well.
+/// Slot rings (see `perf/slots.rs`): per present CPU, as many slots as fit
+/// `ring_pages` pages, rounded down to a power of two (at least 8): 16384
+/// by default. Their pages are kernel memory, all resident, and count in
+/// the tracer's RSS once read (mapped).
 fn slot_rings(cfg: &Config, cpus: u32) -> Result<(Map, PerfReader, (Map, probes::SlotMaps)), Error> {
     let page = crate::perf::page_size();
     let n = slots_per_cpu(cfg.ring_pages, page);
@@ -990,7 +1025,7 @@ fn ring_buffer(cfg: &Config) -> Result<Option<(Map, PerfReader, usize)>, Error> 
 
 /// Slots per CPU for `ring_pages` pages of `page` bytes (see `slot_rings`).
 fn slots_per_cpu(ring_pages: usize, page: usize) -> u32 {
-    let fit = ring_pages.saturating_mul(page) / 2 / probes::SLOT_SIZE as usize;
+    let fit = ring_pages.saturating_mul(page) / probes::SLOT_SIZE as usize;
     if fit < 8 {
         8
     } else {
@@ -1030,10 +1065,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slot_rings_take_half_the_perf_ring_memory_in_a_power_of_two_of_slots() {
-        assert_eq!(slots_per_cpu(Config::default().ring_pages, 4096), 4096, "512 KiB per CPU");
-        assert_eq!(slots_per_cpu(1, 4096), 16);
-        assert_eq!(slots_per_cpu(3, 4096), 32, "rounded down");
+    fn slot_rings_take_the_ring_memory_in_a_power_of_two_of_slots() {
+        assert_eq!(slots_per_cpu(Config::default().ring_pages, 4096), 16384, "2 MiB per CPU");
+        assert_eq!(slots_per_cpu(1, 4096), 32);
+        assert_eq!(slots_per_cpu(3, 4096), 64, "rounded down");
         assert_eq!(slots_per_cpu(0, 4096), 8, "at least 8");
         assert_eq!(slots_per_cpu(usize::MAX, 4096), 1 << 24, "at most 2^24");
     }

@@ -116,7 +116,7 @@ pub(super) fn defer(
     out: Label,
 ) {
     let (marked, unseen) = (a.label(), a.label());
-    // With both possible, r9-free tests on FLAG; with one, none needed.
+    // With both possible FLAG tells them apart; with one, no test is needed.
     let if_unknown = |a: &mut Asm, body: &mut dyn FnMut(&mut Asm)| {
         if !unknown {
             return;
