@@ -29,9 +29,22 @@ struct Tally {
     unfinished: u64,
 }
 
+/// The tracer's own resident memory in kB: RSS without the BPF maps it
+/// maps (the rings are kernel memory, resident as they are read).
 fn rss_kb(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap()
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut total, mut bpf) = (0u64, false);
+    for l in s.lines() {
+        let first = l.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            bpf = l.contains("anon_inode:bpf");
+        } else if let Some(v) = l.strip_prefix("Rss:") {
+            if !bpf {
+                total += v.trim().trim_end_matches(" kB").parse::<u64>().unwrap();
+            }
+        }
+    }
+    total
 }
 
 /// A connect that stays in SYN_SENT: a non-blocking connect to a listener
