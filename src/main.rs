@@ -67,7 +67,7 @@ struct Args {
     /// read kernel BTF from this file (raw BTF or an ELF vmlinux) instead of /sys/kernel/btf/vmlinux
     #[argh(option)]
     btf: Option<PathBuf>,
-    /// probe backend: auto (default: fentry, else kprobe, else tracepoint), fentry, kprobe or tracepoint
+    /// probe backend: auto (default: fentry, else tracepoint, else kprobe), fentry, kprobe or tracepoint
     #[argh(option, default = "String::from(\"auto\")")]
     backend: String,
     /// print what this kernel supports and which backend auto picks, then exit

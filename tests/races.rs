@@ -149,18 +149,39 @@ fn resets_racing_accept_get_exact_rows_in_order() {
         let peer = if r.sport == sp { &r.daddr } else { &r.saddr };
         by_side.entry((peer.clone(), r.sport, r.dport)).or_default().push((r.kind, r.pid, r.comm.as_str()));
     }
-    let (mut both, mut none) = (0, 0);
+    // kprobe programs are skipped, uncounted before 6.7, when a softirq
+    // interrupts any kprobe or tracepoint program on the CPU (see the man
+    // page): there rows may be missing, and an X whose A was skipped has
+    // no owner; but no row is wrong, extra or out of order.
+    let lossy = std::env::var("TCPTRACER_BACKEND").as_deref() == Ok("kprobe") && kernel_version() < (6, 7);
+    let fits = |got: &[(char, u32, &str)], want: &[(char, u32, &str)]| -> bool {
+        if !lossy {
+            return got == want;
+        }
+        let mut w = want.iter();
+        got.iter().all(|g| w.any(|x| x == g || (g.0 == x.0 && g.0 == 'X' && g.1 == 0 && g.2.is_empty())))
+    };
+    let (mut both, mut none, mut missing) = (0, 0, 0);
     for c in &clients {
         let (ip, cp) = (c.ip().to_string(), c.port());
         let client = by_side.remove(&(ip.clone(), cp, sp)).unwrap_or_default();
-        assert_eq!(client, [('C', me, "tt-race-cli"), ('X', me, "tt-race-cli")], "client {c}");
+        let want = [('C', me, "tt-race-cli"), ('X', me, "tt-race-cli")];
+        assert!(fits(&client, &want), "client {c}: {client:?}, want {want:?}");
+        missing += want.len() - client.len();
         let Some(server) = by_side.remove(&(ip, sp, cp)) else {
             none += 1;
             continue;
         };
-        assert_eq!(server, [('A', me, "tt-race-srv"), ('X', me, "tt-race-srv")], "server side of {c}");
-        assert!(accepted.contains(c), "an A for a connection accept() never returned: {c}");
+        let want = [('A', me, "tt-race-srv"), ('X', me, "tt-race-srv")];
+        assert!(fits(&server, &want), "server side of {c}: {server:?}, want {want:?}");
+        if server[0].0 == 'A' {
+            assert!(accepted.contains(c), "an A for a connection accept() never returned: {c}");
+        }
+        missing += want.len() - server.len();
         both += 1;
+    }
+    if lossy {
+        eprintln!("kprobe programs before 6.7: {missing} rows missing (skipped, uncounted by the kernel)");
     }
     assert!(by_side.is_empty(), "rows of no connection made here: {by_side:?}");
     let (deferred, claimed) = deferred(&err);

@@ -424,6 +424,8 @@ fn check_reports_features_and_auto_follows_them() {
     assert!(value("tracepoints").starts_with("yes"), "{text}");
     let want = if value("fentry/fexit").starts_with("yes") {
         "fentry"
+    } else if value("tp_btf").starts_with("yes") {
+        "tracepoint"
     } else if value("kprobe PMU").starts_with("yes") || value("kprobe_events").starts_with("yes") {
         "kprobe"
     } else {

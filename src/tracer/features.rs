@@ -102,10 +102,20 @@ pub fn check(kind: Backend, btf: Option<&Btf>, tracefs: &Tracefs) -> Result<(), 
     }
 }
 
-/// The best backend this kernel offers: fentry, then kprobe, then tracepoint.
+/// The best backend this kernel offers: fentry, then tracepoint (tp_btf),
+/// then kprobe. kprobe programs come last: they share one per-CPU flag
+/// with every kprobe and tracepoint program, so a state change in a softirq
+/// that interrupts any of them is skipped, and kernels before 6.7 count no
+/// such skip (the VM matrix lost rows that way on 5.10 and 6.1).
 pub fn pick(btf: Option<&Btf>, tracefs: &Tracefs) -> Backend {
-    [Backend::Fentry, Backend::Kprobe]
-        .into_iter()
-        .find(|&b| check(b, btf, tracefs).is_ok())
-        .unwrap_or(Backend::Tracepoint)
+    if check(Backend::Fentry, btf, tracefs).is_ok() {
+        Backend::Fentry
+    } else if tracepoints(tracefs).is_ok() && tp_btf(btf).is_ok() {
+        Backend::Tracepoint
+    } else if check(Backend::Kprobe, btf, tracefs).is_ok() {
+        Backend::Kprobe
+    } else {
+        // Its start says what is missing.
+        Backend::Tracepoint
+    }
 }
