@@ -142,12 +142,12 @@ fn resets_racing_accept_get_exact_rows_in_order() {
     assert!(status.success(), "{err}");
 
     let me = pid();
-    // (peer address, sport, dport) -> (kind, pid, comm) in output order.
+    // (saddr, daddr, sport, dport) -> (kind, pid, comm) in output order.
     type Side<'a> = Vec<(char, u32, &'a str)>;
-    let mut by_side: HashMap<(String, u16, u16), Side> = HashMap::new();
+    let mut by_side: HashMap<(String, String, u16, u16), Side> = HashMap::new();
     for r in &rows {
-        let peer = if r.sport == sp { &r.daddr } else { &r.saddr };
-        by_side.entry((peer.clone(), r.sport, r.dport)).or_default().push((r.kind, r.pid, r.comm.as_str()));
+        let key = (r.saddr.clone(), r.daddr.clone(), r.sport, r.dport);
+        by_side.entry(key).or_default().push((r.kind, r.pid, r.comm.as_str()));
     }
     // kprobe programs are skipped, uncounted before 6.7, when a softirq
     // interrupts any kprobe or tracepoint program on the CPU (see the man
@@ -163,12 +163,12 @@ fn resets_racing_accept_get_exact_rows_in_order() {
     };
     let (mut both, mut none, mut missing) = (0, 0, 0);
     for c in &clients {
-        let (ip, cp) = (c.ip().to_string(), c.port());
-        let client = by_side.remove(&(ip.clone(), cp, sp)).unwrap_or_default();
+        let (ip, cp, lo) = (c.ip().to_string(), c.port(), "127.0.0.1".to_string());
+        let client = by_side.remove(&(ip.clone(), lo.clone(), cp, sp)).unwrap_or_default();
         let want = [('C', me, "tt-race-cli"), ('X', me, "tt-race-cli")];
         assert!(fits(&client, &want), "client {c}: {client:?}, want {want:?}");
         missing += want.len() - client.len();
-        let Some(server) = by_side.remove(&(ip, sp, cp)) else {
+        let Some(server) = by_side.remove(&(lo, ip, sp, cp)) else {
             none += 1;
             continue;
         };

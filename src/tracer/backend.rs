@@ -9,7 +9,7 @@
 //! | A | `syscalls:sys_exit_accept{,4}` | same | same |
 
 use super::offsets::{FdOffsets, SockOffsets};
-use super::probes::{self, ConnectHook, Filters, MapFds, StateCtx, StateHook};
+use super::probes::{self, ConnectHook, Filters, MapFds, StateHook};
 use super::{Backend, Error};
 use crate::asm::Program;
 use crate::btf::{Btf, Kind as BtfKind};
@@ -101,50 +101,19 @@ pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
     let mut probes = match kind {
         Backend::Fentry => fentry(cx, &sock)?,
         Backend::Kprobe => kprobe(cx, &sock)?,
-        Backend::Tracepoint | Backend::Auto => {
-            let btf_id = cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?;
-            state_pair(
-                cx,
-                &sock,
-                StateHook::TpBtf,
-                btf_id,
-                ATTACH_TRACE_RAW_TP,
-                "tp_btf inet_sock_set_state",
-            )?
-        }
+        Backend::Tracepoint | Backend::Auto => vec![Probe {
+            name: "tcpt_state",
+            prog_type: ProgType::Tracing,
+            hook: Hook::BtfId {
+                btf_id: cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
+                attach_type: ATTACH_TRACE_RAW_TP,
+            },
+            program: probes::state_program(&sock, StateHook::TpBtf, cx.filters, &cx.maps)?,
+            what: "tp_btf inet_sock_set_state".into(),
+        }],
     };
     probes.push(accept(cx, &sock)?);
     Ok(probes)
-}
-
-/// Programs whose skipped runs lose nothing: the task side of the pair only
-/// nests when a softirq interrupts it, and a state change in softirq never
-/// has its socket lock held (it would be backlogged for the lock's holder),
-/// so the task program would have left at once.
-pub const SKIPS_HARMLESS: &[&str] = &["tcpt_state_task"];
-
-/// The state program twice, for state changes with and without the socket
-/// lock held (see `StateCtx`): a softirq's run never nests in its own.
-fn state_pair(
-    cx: &Context,
-    sock: &SockOffsets,
-    hook: StateHook,
-    btf_id: u32,
-    attach_type: u32,
-    what: &str,
-) -> Result<Vec<Probe>, Error> {
-    [("tcpt_state_task", StateCtx::Owned), ("tcpt_state_irq", StateCtx::Unowned)]
-        .into_iter()
-        .map(|(name, ctx)| {
-            Ok(Probe {
-                name,
-                prog_type: ProgType::Tracing,
-                hook: Hook::BtfId { btf_id, attach_type },
-                program: probes::state_program(sock, hook, ctx, cx.filters, &cx.maps)?,
-                what: what.to_string(),
-            })
-        })
-        .collect()
 }
 
 /// A from the accept syscalls' exits, in every backend: it sees accepts
@@ -219,7 +188,6 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             program: probes::state_program(
                 sock,
                 StateHook::Kprobe { arg0: di, arg1: si },
-                StateCtx::Any,
                 cx.filters,
                 &cx.maps,
             )?,
@@ -263,13 +231,12 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             what: format!("fexit {f}"),
         });
     }
-    out.extend(state_pair(
-        cx,
-        sock,
-        StateHook::Fentry,
-        func("tcp_set_state")?,
-        ATTACH_TRACE_FENTRY,
-        "fentry tcp_set_state",
-    )?);
+    out.push(Probe {
+        name: "tcpt_state",
+        prog_type: ProgType::Tracing,
+        hook: Hook::BtfId { btf_id: func("tcp_set_state")?, attach_type: ATTACH_TRACE_FENTRY },
+        program: probes::state_program(sock, StateHook::Fentry, cx.filters, &cx.maps)?,
+        what: "fentry tcp_set_state".into(),
+    });
     Ok(out)
 }

@@ -826,12 +826,7 @@ impl Tracer {
             output_failed: c.sum(probes::STAT_OUTPUT_FAILED),
             ring_full: c.sum(probes::STAT_RING_FULL),
             untracked: c.sum(probes::STAT_CONN_UPDATE_FAILED),
-            recursion_misses: self
-                .prog_stats()
-                .iter()
-                .filter(|p| !backend::SKIPS_HARMLESS.contains(&p.name.as_str()))
-                .map(|p| p.recursion_misses)
-                .sum(),
+            recursion_misses: self.prog_stats().iter().map(|p| p.recursion_misses).sum(),
             kprobe_missed: self.kprobe_missed_at_detach.unwrap_or_else(|| kprobe::missed(&self.kprobes)),
             undeferred: c.sum(probes::STAT_MARK_FAILED),
         }

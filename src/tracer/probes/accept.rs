@@ -37,15 +37,12 @@ pub fn accept_program(
     read_ptr(&mut a, Reg::R9, Reg::R9, fo.file_private_data, out); // struct socket *
     socket_file_and_sk(&mut a, fo, out);
     // Another thread may have closed or replaced the fd since the syscall
-    // installed it: only a socket whose file is the one found, and whose
-    // sock points back to it, is ours.
+    // installed it: only a socket whose file is the one found is ours (a
+    // file of another kind has no socket there to point back).
     a.ldx(Size::DW, Reg::R2, Reg::R10, KEY);
     a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R2, out);
     a.jmp_imm(Jmp::Eq, Reg::R7, 0, out);
     check_tcp(&mut a, so, Mem::Probe, out);
-    probe_read(&mut a, TMP, 8, Reg::R7, so.sk_socket, out);
-    a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
-    a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R9, out);
     probe_read(&mut a, IDENT, 8, Reg::R9, so.socket_ino, out);
     task_block(&mut a, VAL, Some(Reg::R8), f);
     let acc = sock_access(&mut a, so, Mem::Probe, out);

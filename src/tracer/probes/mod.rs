@@ -36,7 +36,7 @@ mod tests;
 pub use accept::accept_program;
 pub use connect::{connect_entry_program, connect_exit_program, ConnectHook};
 pub use output::{RINGBUF_RECORD, SLOT_SIZE, STATS_VALUE_SIZE};
-pub use state::{state_program, StateCtx, StateHook};
+pub use state::{state_program, StateHook};
 
 use super::event::{off, EVENT_SIZE, KIND_PENDING};
 use super::offsets::{Field, SockOffsets};

@@ -104,44 +104,26 @@ pub(super) const DEFER_UNKNOWN: i32 = 2;
 
 /// The deferred X's protocol (above), after the event was filled and
 /// filtered (task filters only with a known task): mark it, then report it
-/// at `emit` (kind in the event) or give it up at `out`. `known`/`unknown`:
-/// which DEFER_* this program can see in FLAG.
-pub(super) fn defer(
-    a: &mut Asm,
-    f: &Filters,
-    maps: &MapFds,
-    known: bool,
-    unknown: bool,
-    emit: Label,
-    out: Label,
-) {
+/// at `emit` (kind in the event) or give it up at `out`.
+pub(super) fn defer(a: &mut Asm, f: &Filters, maps: &MapFds, emit: Label, out: Label) {
     let (marked, unseen) = (a.label(), a.label());
-    // With both possible FLAG tells them apart; with one, no test is needed.
+    // Run `body` only for an X whose task is unknown (FLAG).
     let if_unknown = |a: &mut Asm, body: &mut dyn FnMut(&mut Asm)| {
-        if !unknown {
-            return;
-        }
         let skip = a.label();
-        if known {
-            a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
-            a.jmp_imm(Jmp::Ne, Reg::R1, DEFER_UNKNOWN, skip);
-        }
+        a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
+        a.jmp_imm(Jmp::Ne, Reg::R1, DEFER_UNKNOWN, skip);
         body(a);
         a.bind(skip);
     };
     mark_call(a, maps, Helper::MapUpdateElem);
     a.jmp32_imm(Jmp::Eq, Reg::R0, 0, marked);
-    // No room to defer it: out at once, as it is.
+    // No room to defer it: out at once, as it is (an unknown owner passes
+    // no task filter).
     count(a, maps, STAT_MARK_FAILED);
-    // An unknown owner passes no task filter.
-    if f.on_task() && unknown && !known {
-        a.ja(out);
-    } else {
-        if f.on_task() {
-            if_unknown(a, &mut |a| a.ja(out));
-        }
-        a.ja(emit);
+    if f.on_task() {
+        if_unknown(a, &mut |a| a.ja(out));
     }
+    a.ja(emit);
     a.bind(marked);
     fence(a);
     lookup_owner(a, maps, unseen);

@@ -26,24 +26,6 @@ impl StateHook {
     }
 }
 
-/// Which state changes a program takes, by the socket lock. A state
-/// change in softirq (or a timer) happens only while no task holds the
-/// lock; one in process context mostly with the lock held. A program that
-/// is running when a softirq interrupts it is skipped for the softirq's
-/// state change (the kernel does not run a program inside itself): so the
-/// tp_btf and fentry backends attach two programs, one for each side, and
-/// a softirq never finds its program running. (kprobe programs are skipped
-/// whenever any kprobe or tracepoint program runs on the CPU: one program.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StateCtx {
-    /// `sk_lock.owned` set: a task holds the socket (process context).
-    Owned,
-    /// No task holds it: softirq, timers, a few process-context paths.
-    Unowned,
-    /// Both, telling them apart where it matters.
-    Any,
-}
-
 /// Registers after the prologue: r6 ctx, r7 sk, r8 old state, r9 new state.
 fn prologue(a: &mut Asm, so: &SockOffsets, hook: StateHook, out: Label) {
     a.mov64_reg(Reg::R6, Reg::R1);
@@ -68,35 +50,27 @@ fn prologue(a: &mut Asm, so: &SockOffsets, hook: StateHook, out: Label) {
     a.st(Size::DW, Reg::R10, IDENT, 0);
 }
 
-/// Emit `owned` for process context and `unowned` for the rest, as far as
-/// this program takes each (both end in jumps).
+/// Emit `owned` for process context (a task holds the socket lock) and
+/// `unowned` for the rest (softirq, timers); both end in jumps.
 fn by_lock(
     a: &mut Asm,
-    ctx: StateCtx,
     so: &SockOffsets,
     mem: Mem,
     out: Label,
     owned: impl FnOnce(&mut Asm),
     unowned: impl FnOnce(&mut Asm),
 ) {
-    match ctx {
-        StateCtx::Owned => owned(a),
-        StateCtx::Unowned => unowned(a),
-        StateCtx::Any => {
-            let soft = a.label();
-            read_owned(a, so, mem, out);
-            a.jmp_imm(Jmp::Eq, Reg::R1, 0, soft);
-            owned(a);
-            a.bind(soft);
-            unowned(a);
-        }
-    }
+    let soft = a.label();
+    read_owned(a, so, mem, out);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, soft);
+    owned(a);
+    a.bind(soft);
+    unowned(a);
 }
 
 pub fn state_program(
     so: &SockOffsets,
     hook: StateHook,
-    ctx: StateCtx,
     f: &Filters,
     maps: &MapFds,
 ) -> Result<Program, AsmError> {
@@ -107,12 +81,7 @@ pub fn state_program(
         [(); 9].map(|_| a.label());
     prologue(&mut a, so, hook, out);
     a.st(Size::W, Reg::R10, FLAG, 0);
-    if ctx != StateCtx::Any {
-        read_owned(&mut a, so, mem, out);
-        let skip = if ctx == StateCtx::Owned { Jmp::Eq } else { Jmp::Ne };
-        a.jmp_imm(skip, Reg::R1, 0, out);
-    }
-    if hook == StateHook::TpBtf && ctx != StateCtx::Unowned {
+    if hook == StateHook::TpBtf {
         a.jmp32_imm(Jmp::Eq, Reg::R9, SYN_SENT, syn_sent);
     }
     a.jmp32_imm(Jmp::Eq, Reg::R9, ESTABLISHED, established);
@@ -145,7 +114,7 @@ pub fn state_program(
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.ja(out);
 
-    if hook == StateHook::TpBtf && ctx != StateCtx::Unowned {
+    if hook == StateHook::TpBtf {
         // CLOSE → SYN_SENT, in the connecting task.
         a.bind(syn_sent);
         a.jmp32_imm(Jmp::Ne, Reg::R8, CLOSE, out);
@@ -174,7 +143,6 @@ pub fn state_program(
     a.mov64_imm(Reg::R8, KIND_CLOSE);
     by_lock(
         &mut a,
-        ctx,
         so,
         mem,
         out,
@@ -212,7 +180,6 @@ pub fn state_program(
     read_ident(&mut a, so, out);
     by_lock(
         &mut a,
-        ctx,
         so,
         mem,
         out,
@@ -233,13 +200,10 @@ pub fn state_program(
     // The event (task block in place, kind in r8): its tuple, the filters
     // (not those on the task while it is unknown), then out, or deferred.
     a.bind(fill);
-    let (known, unknown) = (ctx != StateCtx::Unowned, ctx != StateCtx::Owned);
     if f.on_task() {
         let skip = a.label();
-        if unknown {
-            a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
-            a.jmp_imm(Jmp::Eq, Reg::R1, DEFER_UNKNOWN, skip);
-        }
+        a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
+        a.jmp_imm(Jmp::Eq, Reg::R1, DEFER_UNKNOWN, skip);
         task_filters(&mut a, f, out);
         a.bind(skip);
     }
@@ -250,7 +214,7 @@ pub fn state_program(
     fill_event(&mut a, so, Tail { acc, sport, task_filters: false }, f, out);
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, emit);
-    defer(&mut a, f, maps, known, unknown, emit, out);
+    defer(&mut a, f, maps, emit, out);
     a.bind(emit);
     output(&mut a, maps);
     a.bind(out);

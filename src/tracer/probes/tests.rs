@@ -53,16 +53,10 @@ pub const SLOT_MAPS: MapFds =
 
 const KP: StateHook = StateHook::Kprobe { arg0: 112, arg1: 104 };
 /// Every state program a backend attaches.
-const STATES: [(StateHook, StateCtx); 5] = [
-    (StateHook::TpBtf, StateCtx::Owned),
-    (StateHook::TpBtf, StateCtx::Unowned),
-    (StateHook::Fentry, StateCtx::Owned),
-    (StateHook::Fentry, StateCtx::Unowned),
-    (KP, StateCtx::Any),
-];
+const STATES: [StateHook; 3] = [StateHook::TpBtf, StateHook::Fentry, KP];
 
-fn state(hook: StateHook, ctx: StateCtx, f: &Filters, maps: &MapFds) -> String {
-    state_program(&offsets(), hook, ctx, f, maps).unwrap().to_string()
+fn state(hook: StateHook, f: &Filters, maps: &MapFds) -> String {
+    state_program(&offsets(), hook, f, maps).unwrap().to_string()
 }
 
 fn accept(f: &Filters, maps: &MapFds) -> String {
@@ -88,12 +82,12 @@ fn all_filters() -> Filters {
 fn programs_assemble_with_and_without_filters() {
     for f in [Filters::default(), all_filters()] {
         for maps in [MAPS, RB_MAPS, SLOT_MAPS] {
-            for (hook, ctx) in STATES {
-                let p = state_program(&offsets(), hook, ctx, &f, &maps).unwrap();
-                assert!(p.len() < 640, "{hook:?} {ctx:?} state program grew to {}", p.len());
+            for hook in STATES {
+                let p = state_program(&offsets(), hook, &f, &maps).unwrap();
+                assert!(p.len() < 720, "{hook:?} state program grew to {}", p.len());
             }
             let p = accept_program(&offsets(), &fd_offsets(), 16, &f, &maps).unwrap();
-            assert!(p.len() < 640, "accept program grew to {}", p.len());
+            assert!(p.len() < 720, "accept program grew to {}", p.len());
         }
         for hook in [ConnectHook::Fentry, ConnectHook::Kprobe { arg0: 112, ret: 80 }] {
             connect_entry_program(&offsets(), hook, &f, &MAPS).unwrap();
@@ -105,9 +99,9 @@ fn programs_assemble_with_and_without_filters() {
 #[test]
 fn every_filter_reaches_the_code() {
     let f = all_filters();
-    for (hook, ctx) in STATES {
-        let text = state(hook, ctx, &f, &MAPS);
-        let plain = state(hook, ctx, &Filters::default(), &MAPS);
+    for hook in STATES {
+        let text = state(hook, &f, &MAPS);
+        let plain = state(hook, &Filters::default(), &MAPS);
         for (what, needle) in [
             ("pid", "0x1092"),
             ("netns", "0xf0000000"),
@@ -116,16 +110,11 @@ fn every_filter_reaches_the_code() {
             ("port 8080 host order", "0x1f90"),
             ("port 443 network order", "0xbb01"),
             ("comm", "0x6c727563"),
-            // (The irq programs never read the current task.)
             ("uid helper (implied by the uid filter)", "bpf_get_current_uid_gid"),
             ("cgroup helper", "bpf_get_current_cgroup_id"),
         ] {
-            if ctx == StateCtx::Unowned && needle.starts_with("bpf_get_current") {
-                assert!(!text.contains(needle), "{what} in {hook:?} {ctx:?}");
-                continue;
-            }
-            assert!(text.contains(needle), "{what} missing in {hook:?} {ctx:?}:\n{text}");
-            assert!(!plain.contains(needle), "{what} without the filter in {hook:?} {ctx:?}");
+            assert!(text.contains(needle), "{what} missing in {hook:?}:\n{text}");
+            assert!(!plain.contains(needle), "{what} without the filter in {hook:?}");
         }
     }
 }
@@ -133,16 +122,16 @@ fn every_filter_reaches_the_code() {
 #[test]
 fn failed_connects_only_on_request() {
     // KIND_FAILED = 4 is moved into r8 only when failed connects are reported.
-    for (hook, ctx) in STATES {
+    for hook in STATES {
         let on = Filters { failed: true, ..Filters::default() };
-        assert!(state(hook, ctx, &on, &MAPS).contains("r8 = 4"), "{hook:?}");
-        assert!(!state(hook, ctx, &Filters::default(), &MAPS).contains("r8 = 4"), "{hook:?}");
+        assert!(state(hook, &on, &MAPS).contains("r8 = 4"), "{hook:?}");
+        assert!(!state(hook, &Filters::default(), &MAPS).contains("r8 = 4"), "{hook:?}");
     }
 }
 
 #[test]
 fn current_cpu_flag_is_32_bit_all_ones() {
-    let p = state_program(&offsets(), StateHook::TpBtf, StateCtx::Owned, &Filters::default(), &MAPS).unwrap();
+    let p = state_program(&offsets(), StateHook::TpBtf, &Filters::default(), &MAPS).unwrap();
     // mov32 r3, -1 = b4 03 00 00 ff ff ff ff, never the sign-extending b7.
     let bytes = p.to_bytes();
     assert!(bytes.chunks(8).any(|c| c == [0xb4, 0x03, 0, 0, 0xff, 0xff, 0xff, 0xff]));
@@ -153,34 +142,29 @@ fn current_cpu_flag_is_32_bit_all_ones() {
 fn probe_backends_never_load_through_sk_directly() {
     // With Mem::Probe, r7 holds a plain number: any `*(rX)(r7 + off)` load
     // would be rejected by the verifier (kprobe) or read garbage.
-    for text in [state(KP, StateCtx::Any, &Filters::default(), &MAPS), accept(&Filters::default(), &MAPS)] {
+    for text in [state(KP, &Filters::default(), &MAPS), accept(&Filters::default(), &MAPS)] {
         assert!(!text.contains("(r7 +"), "direct load through sk:\n{text}");
     }
-    let tp = state(StateHook::TpBtf, StateCtx::Owned, &Filters::default(), &MAPS);
+    let tp = state(StateHook::TpBtf, &Filters::default(), &MAPS);
     assert!(tp.contains("(r7 +16)"), "tp_btf reads skc_family directly:\n{tp}");
 }
 
 #[test]
-fn the_pair_splits_state_changes_by_the_socket_lock() {
-    // sk_lock.owned at 140: the task program leaves when it is 0, the irq
-    // program when it is not; before anything else.
-    for hook in [StateHook::TpBtf, StateHook::Fentry] {
-        for (ctx, cond) in [(StateCtx::Owned, "if r1 == 0x0 goto"), (StateCtx::Unowned, "if r1 != 0x0 goto")]
-        {
-            let l = lines(&state(hook, ctx, &Filters::default(), &MAPS));
-            let at = l.iter().position(|x| x == "r1 = *(u32 *)(r7 +140)").unwrap();
-            assert!(at < 8, "{hook:?} {ctx:?} reads owned first: {l:?}");
-            assert!(l[at + 1].starts_with(cond), "{hook:?} {ctx:?}: {}", l[at + 1]);
-        }
+fn process_context_and_softirq_closes_take_their_paths() {
+    // sk_lock.owned (140): with a task holding the lock the X is the
+    // current task's (DEFER_KNOWN if no owner); else the owner's, or
+    // unknown (DEFER_UNKNOWN).
+    for hook in STATES {
+        let text = state(hook, &Filters::default(), &MAPS);
+        assert!(text.contains(&format!("*(u32 *)(r10 {FLAG}) = {DEFER_KNOWN}")), "{hook:?}: {text}");
+        assert!(text.contains(&format!("*(u32 *)(r10 {FLAG}) = {DEFER_UNKNOWN}")), "{hook:?}");
     }
-    // Connects are recorded (CLOSE→SYN_SENT) only by the task side.
+    let tp = state(StateHook::TpBtf, &Filters::default(), &MAPS);
+    assert!(tp.contains("r1 = *(u32 *)(r7 +140)"), "{tp}");
+    // Connects are recorded at CLOSE→SYN_SENT only with the tracepoint.
     let record = "if w9 == 0x2 goto";
-    assert!(state(StateHook::TpBtf, StateCtx::Owned, &Filters::default(), &MAPS).contains(record));
-    assert!(!state(StateHook::TpBtf, StateCtx::Unowned, &Filters::default(), &MAPS).contains(record));
-    // The kprobe program takes both sides (it reads owned only where it matters).
-    let kp = state(KP, StateCtx::Any, &Filters::default(), &MAPS);
-    assert!(kp.contains(&format!("*(u32 *)(r10 {FLAG}) = {DEFER_KNOWN}")), "{kp}");
-    assert!(kp.contains(&format!("*(u32 *)(r10 {FLAG}) = {DEFER_UNKNOWN}")), "{kp}");
+    assert!(tp.contains(record));
+    assert!(!state(StateHook::Fentry, &Filters::default(), &MAPS).contains(record));
 }
 
 /// Positions of the lines equal to `want`.
@@ -192,8 +176,7 @@ fn all(l: &[String], want: &str) -> Vec<usize> {
 fn an_owner_is_believed_only_with_the_sockets_identity() {
     // Every conns lookup (map fd 6) compares the value's identity (+40) with
     // the socket's (IDENT, read through sk_socket at 272 and the inode at 192).
-    for text in
-        STATES.iter().map(|&(h, c)| state(h, c, &all_filters(), &MAPS)).chain([accept(&all_filters(), &MAPS)])
+    for text in STATES.iter().map(|&h| state(h, &all_filters(), &MAPS)).chain([accept(&all_filters(), &MAPS)])
     {
         let l = lines(&text);
         let lookups: Vec<usize> = (1..l.len())
@@ -215,7 +198,7 @@ fn an_owner_is_believed_only_with_the_sockets_identity() {
         }
     }
     // The identity: sk->sk_socket, then its inode number.
-    let st = state(StateHook::TpBtf, StateCtx::Unowned, &Filters::default(), &MAPS);
+    let st = state(StateHook::TpBtf, &Filters::default(), &MAPS);
     assert!(st.contains("r3 += 272") && st.contains("r3 += 192"), "{st}");
 }
 
@@ -223,8 +206,8 @@ fn an_owner_is_believed_only_with_the_sockets_identity() {
 fn a_close_without_owner_is_marked_fenced_and_claimed_or_left_pending() {
     let fence = format!("lock *(u64 *)(r10 {TMP}) += r1");
     for f in [Filters::default(), Filters { pid: Some(4242), ..Filters::default() }] {
-        for (hook, ctx) in STATES {
-            let l = lines(&state(hook, ctx, &f, &MAPS));
+        for hook in STATES {
+            let l = lines(&state(hook, &f, &MAPS));
             // marks[IDENT] = 1 (fd 9), fence, the owner looked up again,
             // then the mark deleted (the claim) before the X.
             let mark = (6..l.len())
@@ -242,7 +225,7 @@ fn a_close_without_owner_is_marked_fenced_and_claimed_or_left_pending() {
             // 32-bit tests of map results (see count_failure).
             assert!(l[claim + 1].starts_with("if w0 != 0x0 goto"), "only the deleter reports");
             // Nobody recorded: the X goes out as KIND_PENDING.
-            assert!(l.contains(&format!("*(u8 *)(r10 {}) = 5", EV + off::KIND)), "{hook:?} {ctx:?}");
+            assert!(l.contains(&format!("*(u8 *)(r10 {}) = 5", EV + off::KIND)), "{hook:?}");
         }
     }
 }
@@ -253,13 +236,11 @@ fn the_accept_checks_its_socket_and_claims_a_deferred_close_after_its_a() {
     for f in [Filters::default(), Filters { pid: Some(4242), ..Filters::default() }] {
         let l = lines(&accept(&f, &MAPS));
         // socket->file (16) and ->sk (24) in one read; the file must be the
-        // one found in the fd table (KEY), and sk->sk_socket (272) the socket.
+        // one found in the fd table (KEY).
         let both = l.iter().position(|x| x == "r3 += 16").unwrap();
         assert_eq!(l[both + 3], "r2 = 16", "{:?}", &l[both..both + 5]);
         assert!(l.contains(&format!("r2 = *(u64 *)(r10 {KEY})")));
         assert!(l.iter().any(|x| x.starts_with("if r1 != r2 goto")));
-        let back = l.iter().position(|x| x == "r3 += 272").unwrap();
-        assert!(l[back..back + 9].iter().any(|x| x.starts_with("if r1 != r9 goto")), "{:?}", &l[back..]);
         // Identity from the socket's inode (192).
         assert!(l.contains(&"r3 += 192".to_string()));
         // A, then the owner recorded, fence, the mark deleted, then X.
@@ -286,7 +267,7 @@ fn the_accept_checks_its_socket_and_claims_a_deferred_close_after_its_a() {
 fn counters_are_added_atomically_per_cpu() {
     for text in STATES
         .iter()
-        .map(|&(h, c)| state(h, c, &Filters::default(), &SLOT_MAPS))
+        .map(|&h| state(h, &Filters::default(), &SLOT_MAPS))
         .chain([accept(&Filters::default(), &MAPS)])
     {
         let l = lines(&text);
@@ -306,8 +287,7 @@ fn counters_are_added_atomically_per_cpu() {
 fn map_results_are_tested_on_their_low_32_bits() {
     // Before 6.5 a map's update/delete returns an int into r0 (upper half
     // unset): a 64-bit test saw -E2BIG as a large positive number.
-    for text in
-        STATES.iter().map(|&(h, c)| state(h, c, &all_filters(), &MAPS)).chain([accept(&all_filters(), &MAPS)])
+    for text in STATES.iter().map(|&h| state(h, &all_filters(), &MAPS)).chain([accept(&all_filters(), &MAPS)])
     {
         let l = lines(&text);
         for (i, x) in l.iter().enumerate() {
@@ -323,7 +303,7 @@ fn map_results_are_tested_on_their_low_32_bits() {
 fn output_failures_are_counted() {
     // After perf_event_output: `if r0 s>= 0 goto done`, -ENOSPC skipped,
     // then stats[cpu].output_failed += 1.
-    let text = state(StateHook::TpBtf, StateCtx::Owned, &Filters::default(), &MAPS);
+    let text = state(StateHook::TpBtf, &Filters::default(), &MAPS);
     let after = text.split("call bpf_perf_event_output#25").nth(1).unwrap();
     let l: Vec<&str> = ops(after).skip(1).take(12).collect();
     assert_eq!(l[0].split(" goto").next().unwrap(), "if w0 s>= 0x0", "{after}");
@@ -338,11 +318,7 @@ fn every_output_is_counted_in_flight_from_stamp_to_commit() {
     let dec = format!("lock *(u64 *)(r1 +{}) += r2", STAT_IN_FLIGHT * 8);
     for maps in [MAPS, RB_MAPS] {
         let f = Filters::default();
-        for text in [
-            state(StateHook::TpBtf, StateCtx::Unowned, &f, &maps),
-            state(KP, StateCtx::Any, &f, &maps),
-            accept(&f, &maps),
-        ] {
+        for text in [state(StateHook::TpBtf, &f, &maps), state(KP, &f, &maps), accept(&f, &maps)] {
             let l = lines(&text);
             let stamps = all(&l, "call bpf_ktime_get_ns#5");
             assert!(!stamps.is_empty(), "{text}");
@@ -371,10 +347,9 @@ fn every_output_is_counted_in_flight_from_stamp_to_commit() {
 
 #[test]
 fn ring_buffer_output_wakes_only_around_the_watermark() {
-    for text in [
-        state(StateHook::TpBtf, StateCtx::Owned, &Filters::default(), &RB_MAPS),
-        accept(&Filters::default(), &RB_MAPS),
-    ] {
+    for text in
+        [state(StateHook::TpBtf, &Filters::default(), &RB_MAPS), accept(&Filters::default(), &RB_MAPS)]
+    {
         assert!(!text.contains("bpf_perf_event_output"), "{text}");
         let at = text.find("call bpf_ringbuf_query").expect("queried before output");
         let l: Vec<&str> = ops(&text[at..]).take(12).collect();
@@ -394,11 +369,7 @@ fn ring_buffer_output_wakes_only_around_the_watermark() {
 #[test]
 fn slot_output_reserves_then_stamps_copies_and_commits_last() {
     let f = Filters::default();
-    for text in [
-        state(StateHook::TpBtf, StateCtx::Owned, &f, &SLOT_MAPS),
-        state(KP, StateCtx::Any, &f, &SLOT_MAPS),
-        accept(&f, &SLOT_MAPS),
-    ] {
+    for text in [state(StateHook::TpBtf, &f, &SLOT_MAPS), state(KP, &f, &SLOT_MAPS), accept(&f, &SLOT_MAPS)] {
         let l: Vec<String> =
             lines(&text).into_iter().filter(|x| !(x.starts_with('L') && x.ends_with(':'))).collect();
         assert!(!text.contains("perf_event_output") && !text.contains("ringbuf_query"), "{text}");
@@ -461,15 +432,15 @@ fn slot_output_reserves_then_stamps_copies_and_commits_last() {
 #[test]
 fn one_output_per_state_program() {
     // Every path ends in the same output (the programs stay small).
-    for (hook, ctx) in STATES {
-        let l = lines(&state(hook, ctx, &all_filters(), &MAPS));
-        assert_eq!(all(&l, "call bpf_perf_event_output#25").len(), 1, "{hook:?} {ctx:?}");
+    for hook in STATES {
+        let l = lines(&state(hook, &all_filters(), &MAPS));
+        assert_eq!(all(&l, "call bpf_perf_event_output#25").len(), 1, "{hook:?}");
     }
 }
 
 #[test]
 fn sport_is_read_as_inet_sport_only_for_close() {
-    let text = state(StateHook::TpBtf, StateCtx::Unowned, &Filters::default(), &MAPS);
+    let text = state(StateHook::TpBtf, &Filters::default(), &MAPS);
     // skc_num (14) directly; inet_sport (814) through a probe read, after `if r9 != 7`.
     assert!(text.contains("*(u16 *)(r7 +14)"), "{text}");
     assert!(text.contains("r3 += 814"), "{text}");
@@ -498,12 +469,8 @@ fn accept_reads_max_fds_and_fd_together() {
 fn netns_is_read_only_when_shown_or_filtered() {
     // skc_net at 48, then net->ns.inum at 176 (two probe reads).
     let reads_ns = |f: &Filters| {
-        [
-            state(StateHook::TpBtf, StateCtx::Unowned, f, &MAPS),
-            state(KP, StateCtx::Any, f, &MAPS),
-            accept(f, &MAPS),
-        ]
-        .map(|t| t.contains("r3 += 176"))
+        [state(StateHook::TpBtf, f, &MAPS), state(KP, f, &MAPS), accept(f, &MAPS)]
+            .map(|t| t.contains("r3 += 176"))
     };
     assert_eq!(reads_ns(&Filters::default()), [true; 3]);
     let hidden = Filters { no_netns: true, ..Filters::default() };
