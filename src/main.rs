@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 use tcptracer::loader::LoadError;
 use tcptracer::perf::PerfError;
+use tcptracer::perf::Wake;
 use tcptracer::tracer::event::{Event, Kind};
 use tcptracer::tracer::exe::ExeCache;
 use tcptracer::tracer::json;
 use tcptracer::tracer::output::{self, Format};
+use tcptracer::tracer::writer::{say, Writer};
 use tcptracer::tracer::{Backend, Config, Error, KernelLosses, Tracer};
 
 /// Trace TCP established connections: connect (C), accept (A) and close (X).
@@ -61,6 +63,9 @@ struct Args {
     /// ring memory per CPU, e.g. 512K or 8M (default 2M): more holds longer bursts
     #[argh(option, short = 'b')]
     buffer: Option<String>,
+    /// output waiting for a slow stdout, at most this much, e.g. 64M (default 16M); more is reported lost
+    #[argh(option)]
+    queue: Option<String>,
     /// sockets tracked at once (default: 4 x the TCP sockets at start, at least 65536); more are reported lost
     #[argh(option)]
     max_conns: Option<u32>,
@@ -78,14 +83,30 @@ struct Args {
     debug: bool,
 }
 
-/// Output is written in chunks of this size (and once per drain).
+/// `eprintln!` without its panic when stderr is closed or broken.
+macro_rules! note {
+    ($($t:tt)*) => { say(&format!($($t)*)) };
+}
+
+/// Output is queued in chunks of this size (and once per drain).
 const OUT_CHUNK: usize = 1 << 16;
+
+/// Default bound of the output queue.
+const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+
+/// After a stop is asked for, how long queued output may take to be written.
+const STOP_WRITE_MS: u64 = 600;
 
 /// Formats events (table or JSON) into one buffer and counts them.
 struct Printer {
     fmt: Format,
     json: bool,
     buf: Vec<u8>,
+    /// Events in `buf`.
+    buf_events: u64,
+    out: Writer,
+    /// Events dropped because the output queue was full.
+    dropped: u64,
     first_ts: Option<u64>,
     realtime_offset: i64,
     exes: ExeCache,
@@ -97,6 +118,7 @@ impl Printer {
     fn event(&mut self, e: &Event) {
         let c = &mut self.counts;
         c.events += 1;
+        self.buf_events += 1;
         match e.kind {
             Some(Kind::Connect) => c.connect += 1,
             Some(Kind::Accept) => c.accept += 1,
@@ -116,10 +138,11 @@ impl Printer {
         }
     }
 
+    /// Hand the buffer to the writer thread.
     fn flush(&mut self) {
         if !self.buf.is_empty() {
-            write_out(&self.buf);
-            self.buf.clear();
+            let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(OUT_CHUNK + 512));
+            self.dropped += self.out.send(buf, std::mem::take(&mut self.buf_events));
         }
     }
 }
@@ -128,6 +151,11 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(_: libc::c_int) {
+    request_stop();
+}
+
+/// Async-signal-safe: set the flag and wake the main loop.
+fn request_stop() {
     STOP.store(true, Ordering::Relaxed);
     let fd = WAKE_FD.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -155,27 +183,16 @@ fn install_signals() -> Option<OwnedFd> {
 }
 
 fn die(msg: impl std::fmt::Display) -> ! {
-    eprintln!("tcptracer: {msg}");
+    say(&format!("tcptracer: {msg}"));
     std::process::exit(1);
 }
 
-/// Write all of `buf` to stdout. A closed pipe ends the program quietly.
-fn write_out(buf: &[u8]) {
-    let mut rest = buf;
-    while !rest.is_empty() {
-        // SAFETY: valid buffer.
-        let n = unsafe { libc::write(1, rest.as_ptr() as *const libc::c_void, rest.len()) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
-                Some(libc::EPIPE) => STOP.store(true, Ordering::Relaxed),
-                _ => die(format!("writing output: {e}")),
-            }
-            return;
-        }
-        rest = &rest[n as usize..];
-    }
+/// stdout reports an error or hang-up: the reader of the pipe went away
+/// (`tcptracer | head`), or the terminal hung up.
+fn stdout_gone() -> bool {
+    let mut p = libc::pollfd { fd: 1, events: 0, revents: 0 };
+    // SAFETY: one valid pollfd; timeout 0.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0 }
 }
 
 fn parse_args() -> Args {
@@ -232,6 +249,11 @@ fn config(args: &Args) -> Config {
             Err(e) => die(format!("-b: {e}")),
         }
     }
+    if let Some(size) = &args.queue {
+        if let Err(e) = queue_bytes(size) {
+            die(format!("--queue: {e}"));
+        }
+    }
     if let Some(p) = args.pid {
         b = b.pid(p);
     }
@@ -254,6 +276,15 @@ fn config(args: &Args) -> Config {
         b = b.comm(c);
     }
     b.config().unwrap_or_else(|e| die(e))
+}
+
+/// `--queue SIZE` in bytes: 64K to 4G.
+fn queue_bytes(size: &str) -> Result<usize, String> {
+    let n = tcptracer::tracer::builder::parse_size(size)?;
+    if !(64 << 10..=4 << 30).contains(&n) {
+        return Err(format!("invalid size {size:?}: the output queue takes 64K to 4G"));
+    }
+    Ok(n)
 }
 
 /// The capabilities tracing needs that this process lacks (empty: none).
@@ -283,10 +314,10 @@ fn start_error(e: Error, debug: bool) -> ! {
     if let Error::Load { source, disasm } = &e {
         if debug {
             if let LoadError::Verifier { log, .. } = source {
-                eprintln!("verifier log:\n{}", log.trim_end());
+                say(&format!("verifier log:\n{}", log.trim_end()));
             }
             if let Some(d) = disasm {
-                eprintln!("program:\n{d}");
+                say(&format!("program:\n{d}"));
             }
         }
     }
@@ -376,7 +407,7 @@ fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
     ];
     for (n, what) in causes {
         if n > 0 {
-            eprintln!("Possibly lost {n} {what}");
+            say(&format!("Possibly lost {n} {what}"));
         }
     }
     for (n, what) in [
@@ -384,7 +415,7 @@ fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
         (now.kprobe_missed - before.kprobe_missed, "kprobe hits (kprobe_profile)"),
     ] {
         if n > 0 {
-            eprintln!("Note: the kernel skipped {n} {what}; an event may be missing");
+            say(&format!("Note: the kernel skipped {n} {what}; an event may be missing"));
         }
     }
 }
@@ -408,18 +439,18 @@ fn main() {
         Err(e) => start_error(e, cfg.debug),
     };
     if !tracer.kprobe_misses_counted() {
-        eprintln!(
+        note!(
             "Note: this kernel does not count missed hits of kprobes made through the kprobe PMU \
              (it does from 6.6); TCPTRACER_KPROBE_TRACEFS=1 uses tracefs kprobes, whose misses are counted"
         );
     }
     if let Some(why) = &tracer.slot_fallback {
-        eprintln!("Note: slot rings could not be set up ({why}); perf rings carry the events");
+        note!("Note: slot rings could not be set up ({why}); perf rings carry the events");
     }
     if !tracer.ringbuf && tracer.ring_pages < cfg.ring_pages {
         // SAFETY: sysconf has no preconditions.
         let kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize / 1024).max(1);
-        eprintln!(
+        note!(
             "Note: perf rings cut to {} KiB per CPU (of {}) by the locked-memory limit; \
              ulimit -l unlimited or CAP_IPC_LOCK allows more; bursts may be lost",
             tracer.ring_pages * kib,
@@ -431,12 +462,26 @@ fn main() {
             die(e);
         }
     }
+    // A pipe whose reader went away reports an error to epoll: end then,
+    // not at the next write (a regular file cannot be watched, and needs not).
+    // SAFETY: fd 1 stays open for the life of the process.
+    let _ = tracer.add_error_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(1) });
+    let queue =
+        args.queue.as_deref().map_or(DEFAULT_QUEUE_BYTES, |q| queue_bytes(q).unwrap_or_else(|e| die(e)));
+    let out = Writer::spawn(1, queue, Box::new(request_stop))
+        .unwrap_or_else(|e| die(format!("output thread: {e}")));
+    if cfg.debug {
+        note!("output queue: at most {} KiB", queue >> 10);
+    }
     let mut fmt = Format::new(args.verbose, args.netns.is_some());
     (fmt.timestamp, fmt.uid, fmt.error, fmt.exe) = (args.timestamp, args.print_uid, args.failed, args.wide);
     let mut p = Printer {
         fmt,
         json: args.json,
         buf: Vec::with_capacity(OUT_CHUNK + 512),
+        buf_events: 0,
+        out,
+        dropped: 0,
         first_ts: None,
         realtime_offset: json::realtime_offset_ns(),
         exes: ExeCache::new(),
@@ -445,7 +490,7 @@ fn main() {
     };
     if args.json {
         // stdout carries JSON only; a person still sees that tracing began.
-        eprintln!("{}", output::BANNER);
+        note!("{}", output::BANNER);
     } else {
         p.buf.extend_from_slice(output::BANNER.as_bytes());
         p.buf.push(b'\n');
@@ -454,6 +499,7 @@ fn main() {
     }
 
     let mut lost_total = 0u64;
+    let mut dropped_told = 0u64;
     let mut kernel = tracer.kernel_losses();
     let mut last_check = Instant::now();
     // The rings wake us at their watermark; below it we poll: every 10 ms
@@ -461,11 +507,13 @@ fn main() {
     // printed promptly without a wakeup per event. An event held for time
     // order is printed as soon as its window has passed.
     let mut timeout = 1;
-    loop {
+    let stop_at = loop {
         let stopping = STOP.load(Ordering::Relaxed);
         if !stopping {
-            if let Err(e) = tracer.wait(timeout) {
-                die(e);
+            match tracer.wait(timeout) {
+                Ok(Wake::Woken) if !STOP.load(Ordering::Relaxed) && stdout_gone() => request_stop(),
+                Ok(_) => {}
+                Err(e) => die(e),
             }
         }
         let mut lost = 0u64;
@@ -485,26 +533,34 @@ fn main() {
         };
         if lost > 0 {
             lost_total += lost;
-            eprintln!("Possibly lost {lost} events");
+            note!("Possibly lost {lost} events");
         }
         if let Err(e) = r {
-            eprintln!("tcptracer: {e}");
+            note!("tcptracer: {e}");
         }
         if stopping || last_check.elapsed() >= std::time::Duration::from_secs(1) {
             last_check = Instant::now();
             let now = tracer.kernel_losses();
             report_kernel_losses(&kernel, &now);
             kernel = now;
+            if p.dropped > dropped_told && p.out.failed().is_none() {
+                note!(
+                    "Possibly lost {} events: output queue full (stdout too slow)",
+                    p.dropped - dropped_told
+                );
+                dropped_told = p.dropped;
+            }
         }
         if stopping {
-            break;
+            break Instant::now();
         }
-    }
+    };
     let uncommitted = tracer.outputs_in_flight().unwrap_or(0);
     let full = lost_total + kernel.ring_full;
     if args.json {
         p.counts.lost_perf = full;
         p.counts.lost_kernel = kernel.total();
+        p.counts.lost_queue = p.dropped;
         p.counts.skipped = kernel.skipped();
         p.counts.uncommitted = uncommitted;
         p.counts.late = tracer.late();
@@ -512,29 +568,12 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         json::summary(&mut p.buf, &p.counts, unix_ns);
+        p.buf_events = 0;
         p.flush();
-    }
-    // Every event accounted for: handed out, lost (and where), possibly in
-    // a run the kernel skipped, or never committed by its program.
-    let off_course = full + kernel.total() + kernel.skipped() + uncommitted + tracer.late();
-    if off_course > 0 || cfg.debug {
-        eprintln!(
-            "tcptracer: lost {} events in all: {full} in full buffers, {} in the kernel \
-             (output failed {}, sockets untracked {}); skipped by the kernel: {} probe runs, {} kprobe hits; \
-             {} events delivered, {uncommitted} left uncommitted, {} out of order",
-            full + kernel.total(),
-            kernel.total(),
-            kernel.output_failed,
-            kernel.untracked,
-            kernel.recursion_misses,
-            kernel.kprobe_missed,
-            p.counts.events,
-            tracer.late()
-        );
     }
     if cfg.debug {
         let d = tracer.deferred_stats();
-        eprintln!(
+        note!(
             "deferred closes: {} ({} claimed by an accept, {} settled here, {} marks swept); \
              most events held {}; late {}",
             d.deferred,
@@ -546,13 +585,45 @@ fn main() {
         );
         for p in tracer.prog_stats() {
             let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };
-            eprintln!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);
+            note!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);
         }
     }
-    let t = std::time::Instant::now();
+    let late = tracer.late();
+    let t = Instant::now();
     drop(tracer);
     if cfg.debug {
-        eprintln!("detach and free: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+        note!("detach and free: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // Everything is released; give the output a moment to be written. A
+    // stdout nobody reads does not hold the exit.
+    let (unwritten, broken) = p.out.finish(stop_at + std::time::Duration::from_millis(STOP_WRITE_MS));
+    // Every event accounted for: handed out, lost (and where), possibly in
+    // a run the kernel skipped, or never committed by its program. Events a
+    // closed pipe did not take are not losses.
+    let unwritten = if broken == Some(libc::EPIPE) { 0 } else { unwritten };
+    let dropped = if broken.is_some() { 0 } else { p.dropped };
+    let off_course = full + kernel.total() + dropped + kernel.skipped() + unwritten + uncommitted + late;
+    if off_course > 0 || cfg.debug {
+        note!(
+            "tcptracer: lost {} events in all: {full} in full buffers, {} in the kernel \
+             (output failed {}, sockets untracked {}), {dropped} in a full output queue; \
+             skipped by the kernel: {} probe runs, {} kprobe hits; \
+             {} events delivered, {unwritten} not written at exit, {uncommitted} left uncommitted, {late} out of order",
+            full + kernel.total() + dropped,
+            kernel.total(),
+            kernel.output_failed,
+            kernel.untracked,
+            kernel.recursion_misses,
+            kernel.kprobe_missed,
+            p.counts.events,
+        );
+    }
+    match broken {
+        Some(e) if e != libc::EPIPE => {
+            die(format!("writing output: {}", std::io::Error::from_raw_os_error(e)))
+        }
+        // The writer thread may still be blocked in write(): exit now.
+        _ => std::process::exit(0),
     }
 }
 

@@ -63,6 +63,12 @@ fn bad_input_gives_one_line_and_status_1() {
         (&["-u", "4294967295"], "invalid UID 4294967295"),
         (&["--cgroup", "/nonexistent/cg"], "cgroup /nonexistent/cg: No such file or directory"),
         (&["--cgroup", "/proc"], "cgroup /proc: not a cgroup v2 directory"),
+        (&["-b", "lots"], "-b: invalid size \"lots\""),
+        (&["-b", "2T"], "the unit must be K, M or G"),
+        (&["-b", "1K"], "must be between 4 KiB and 512 MiB"),
+        (&["--buffer", "1G"], "must be between 4 KiB and 512 MiB"),
+        (&["--queue", "1K"], "--queue: invalid size \"1K\": the output queue takes 64K to 4G"),
+        (&["--queue", "x"], "--queue: invalid size \"x\""),
     ];
     let ports: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
     let many: Vec<&str> = ports.iter().flat_map(|p| ["--port", p.as_str()]).collect();

@@ -60,6 +60,7 @@ const JSON_KEYS: &[&str] = &[
     "lost",
     "lost_perf",
     "lost_kernel",
+    "lost_queue",
     "skipped",
     "uncommitted",
     "late",

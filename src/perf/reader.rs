@@ -253,6 +253,19 @@ impl PerfReader {
         Ok(())
     }
 
+    /// Make `wait` return `Wake::Woken` when `fd` reports an error or a
+    /// hang-up (e.g. a pipe's write end whose reader went away); it is not
+    /// watched for anything else. Fails for fds epoll cannot watch (files).
+    pub fn add_error_fd(&mut self, fd: BorrowedFd<'_>) -> Result<(), PerfError> {
+        epoll_ctl_add(&self.epoll, fd.as_raw_fd(), 0, WAKE_TOKEN).map_err(|source| PerfError::Epoll {
+            call: "epoll_ctl(error fd)",
+            cpu: None,
+            source,
+        })?;
+        self.events.push(libc::epoll_event { events: 0, u64: 0 });
+        Ok(())
+    }
+
     /// One `epoll_wait` (timeout in ms, -1 = forever). Reads no records.
     pub fn wait(&mut self, timeout_ms: i32) -> Result<Wake, PerfError> {
         // SAFETY: events is a valid buffer of events.len() (≥ 1) entries.
@@ -349,7 +362,11 @@ pub fn page_size() -> usize {
 }
 
 fn epoll_add(ep: &OwnedFd, fd: RawFd, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+    epoll_ctl_add(ep, fd, libc::EPOLLIN as u32, token)
+}
+
+fn epoll_ctl_add(ep: &OwnedFd, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
     // SAFETY: ev is a valid epoll_event; the kernel validates the fds.
     if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
         return Err(io::Error::last_os_error());

@@ -220,6 +220,8 @@ pub struct Summary {
     pub lost_perf: u64,
     /// Lost in the kernel ([`super::KernelLosses::total`]).
     pub lost_kernel: u64,
+    /// Dropped because the output queue was full (stdout too slow).
+    pub lost_queue: u64,
     /// Program runs the kernel skipped ([`super::KernelLosses::skipped`]).
     pub skipped: u64,
     /// Outputs reserved or stamped and never committed, at exit.
@@ -239,9 +241,10 @@ pub fn summary(out: &mut Vec<u8>, s: &Summary, unix_ns: i64) {
         (b"accept", s.accept),
         (b"close", s.close),
         (b"failed", s.failed),
-        (b"lost", s.lost_perf.saturating_add(s.lost_kernel)),
+        (b"lost", s.lost_perf.saturating_add(s.lost_kernel).saturating_add(s.lost_queue)),
         (b"lost_perf", s.lost_perf),
         (b"lost_kernel", s.lost_kernel),
+        (b"lost_queue", s.lost_queue),
         (b"skipped", s.skipped),
         (b"uncommitted", s.uncommitted),
         (b"late", s.late),
@@ -526,6 +529,7 @@ mod tests {
             failed: 1,
             lost_perf: 7,
             lost_kernel: 5,
+            lost_queue: 2,
             skipped: 3,
             uncommitted: 2,
             late: 1,
@@ -536,11 +540,11 @@ mod tests {
         assert_eq!(
             text,
             "{\"type\":\"summary\",\"time\":\"2026-11-27T05:14:27.123456789Z\",\"events\":10,\"connect\":4,\
-             \"accept\":3,\"close\":2,\"failed\":1,\"lost\":12,\"lost_perf\":7,\"lost_kernel\":5,\
-             \"skipped\":3,\"uncommitted\":2,\"late\":1}\n"
+             \"accept\":3,\"close\":2,\"failed\":1,\"lost\":14,\"lost_perf\":7,\"lost_kernel\":5,\
+             \"lost_queue\":2,\"skipped\":3,\"uncommitted\":2,\"late\":1}\n"
         );
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["lost"], json!(12));
+        assert_eq!(v["lost"], json!(14));
 
         let mut out = Vec::new();
         summary(&mut out, &Summary::default(), 0);
@@ -548,7 +552,7 @@ mod tests {
             out,
             b"{\"type\":\"summary\",\"time\":\"1970-01-01T00:00:00.000000000Z\",\"events\":0,\"connect\":0,\
               \"accept\":0,\"close\":0,\"failed\":0,\"lost\":0,\"lost_perf\":0,\"lost_kernel\":0,\
-              \"skipped\":0,\"uncommitted\":0,\"late\":0}\n"
+              \"lost_queue\":0,\"skipped\":0,\"uncommitted\":0,\"late\":0}\n"
         );
     }
 

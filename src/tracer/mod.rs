@@ -12,6 +12,7 @@ pub mod offsets;
 pub mod order;
 pub mod output;
 pub mod probes;
+pub mod writer;
 
 use crate::asm::AsmError;
 use crate::btf::{Btf, BtfError};
@@ -321,7 +322,7 @@ fn clock_before_loads() -> u64 {
 
 fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
     if cfg.debug {
-        eprintln!("{}", msg());
+        writer::say(&msg());
     }
 }
 
@@ -390,8 +391,8 @@ fn attach_probe(
 fn verifier_logs(probes: &[backend::Probe]) {
     for p in probes {
         match prog::load(&p.spec(true)) {
-            Ok(prog) => eprintln!("verifier log for {}:\n{}", p.name, prog.log.trim_end()),
-            Err(e) => eprintln!("verifier log for {}: {e}", p.name),
+            Ok(prog) => writer::say(&format!("verifier log for {}:\n{}", p.name, prog.log.trim_end())),
+            Err(e) => writer::say(&format!("verifier log for {}: {e}", p.name)),
         }
     }
 }
@@ -583,6 +584,12 @@ impl Tracer {
     /// ends a [`Tracer::wait`].
     pub fn add_wake_fd(&mut self, fd: std::os::fd::BorrowedFd) -> Result<(), Error> {
         Ok(self.reader.add_wake_fd(fd)?)
+    }
+
+    /// Register an fd whose error or hang-up ends a [`Tracer::wait`] (e.g.
+    /// stdout, a pipe whose reader may go away). Fails for regular files.
+    pub fn add_error_fd(&mut self, fd: std::os::fd::BorrowedFd) -> Result<(), Error> {
+        Ok(self.reader.add_error_fd(fd)?)
     }
 
     /// Wait up to `timeout_ms` for the rings to pass their watermark; while
