@@ -236,7 +236,8 @@ fn config(args: &Args) -> Config {
         .debug(args.debug)
         .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"))
         .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"))
-        .perf_rings(std::env::var_os("TCPTRACER_PERF_RINGS").is_some_and(|v| v == "1"));
+        .perf_rings(std::env::var_os("TCPTRACER_PERF_RINGS").is_some_and(|v| v == "1"))
+        .skip_close_port(std::env::var("TCPTRACER_TEST_SKIP_CLOSE_PORT").ok().and_then(|p| p.parse().ok()));
     if let Some(p) = &args.btf {
         b = b.btf(p);
     }
@@ -575,13 +576,14 @@ fn main() {
         let d = tracer.deferred_stats();
         note!(
             "deferred closes: {} ({} claimed by an accept, {} settled here, {} marks swept); \
-             most events held {}; late {}",
+             most events held {}; late {}; closes reported at destroy: {}",
             d.deferred,
             d.by_accept,
             d.settled,
             d.swept,
             tracer.max_held(),
-            tracer.late()
+            tracer.late(),
+            tracer.closes_at_destroy()
         );
         for p in tracer.prog_stats() {
             let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,53 @@ fn rst_abort_reports_both_closes_with_the_owner() {
     // The server's side is closed by the RST in softirq (in the client's
     // context on loopback): X must name the server's owner, not the client.
     check_flow(&[], "127.0.0.1:0", "127.0.0.1", 4, Close::Rst);
+}
+
+#[test]
+fn a_close_whose_run_the_kernel_skipped_comes_when_the_socket_is_destroyed() {
+    // TCPTRACER_TEST_SKIP_CLOSE_PORT makes the state program ignore the
+    // closing moves in softirq of one port's connections, as when the
+    // kernel skips a run (a softirq on a CPU where the program already
+    // runs). The server's socket, reset by the client while nobody touches
+    // it, closes in softirq: its X must still come, with its owner, when
+    // the server closes it and it is destroyed.
+    let _g = serial();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut cmd = Command::new(bin());
+    cmd.args(backend_args()).arg("--debug").env("TCPTRACER_TEST_SKIP_CLOSE_PORT", port.to_string());
+    let t = Tracer::spawn(cmd);
+    let (c, s) = thread::Builder::new()
+        .name("tt-flow".into())
+        .spawn(move || {
+            let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (s, _) = listener.accept().unwrap();
+            let (c_addr, s_addr) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+            set_linger0(&c);
+            drop(c);
+            thread::sleep(Duration::from_millis(100));
+            drop(s);
+            (c_addr.port(), s_addr.port())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let got = t.collect(4, GRACE, |l| ports_match(l, c, s));
+    let ip = "127.0.0.1";
+    let want = [
+        line('C', pid(), "tt-flow", 4, ip, ip, c, s),
+        line('A', pid(), "tt-flow", 4, ip, ip, s, c),
+        line('X', pid(), "tt-flow", 4, ip, ip, c, s),
+        line('X', pid(), "tt-flow", 4, ip, ip, s, c),
+    ];
+    assert_eq!(
+        got.iter().map(|l| l.trim_end()).collect::<Vec<_>>(),
+        want.iter().map(|l| l.trim_end()).collect::<Vec<_>>()
+    );
+    let (st, err) = t.stop();
+    assert!(st.success(), "{st:?}: {err}");
+    assert!(err.contains("closes reported at destroy: 1"), "{err}");
+    assert_nothing_left();
 }
 
 #[test]

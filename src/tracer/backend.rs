@@ -7,6 +7,7 @@
 //! | connect start | tp_btf `inet_sock_set_state` CLOSE→SYN_SENT | kprobe+kretprobe `tcp_v{4,6}_connect` | fentry+fexit `tcp_v{4,6}_connect` |
 //! | C, X | tp_btf `inet_sock_set_state` | kprobe `tcp_set_state` | fentry `tcp_set_state` |
 //! | A | `syscalls:sys_exit_accept{,4}` | same | same |
+//! | X whose run was skipped | tp_btf `tcp_destroy_sock` | kprobe `tcp_v4_destroy_sock` | fentry `tcp_v4_destroy_sock` |
 
 use super::offsets::{FdOffsets, SockOffsets};
 use super::probes::{self, ConnectHook, Filters, MapFds, StateHook};
@@ -34,6 +35,8 @@ pub const BTF_NAMES: &[(&str, BtfKind)] = &[
     // not preallocated (see `Tracer::start`).
     ("bpf_mem_alloc", BtfKind::Struct),
     ("btf_trace_inet_sock_set_state", BtfKind::Typedef),
+    ("btf_trace_tcp_destroy_sock", BtfKind::Typedef),
+    ("tcp_v4_destroy_sock", BtfKind::Func),
     ("tcp_v4_connect", BtfKind::Func),
     ("tcp_v6_connect", BtfKind::Func),
     ("tcp_set_state", BtfKind::Func),
@@ -101,16 +104,28 @@ pub fn build(kind: Backend, cx: &Context) -> Result<Vec<Probe>, Error> {
     let mut probes = match kind {
         Backend::Fentry => fentry(cx, &sock)?,
         Backend::Kprobe => kprobe(cx, &sock)?,
-        Backend::Tracepoint | Backend::Auto => vec![Probe {
-            name: "tcpt_state",
-            prog_type: ProgType::Tracing,
-            hook: Hook::BtfId {
-                btf_id: cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
-                attach_type: ATTACH_TRACE_RAW_TP,
+        Backend::Tracepoint | Backend::Auto => vec![
+            Probe {
+                name: "tcpt_state",
+                prog_type: ProgType::Tracing,
+                hook: Hook::BtfId {
+                    btf_id: cx.ids()?.find("btf_trace_inet_sock_set_state", BtfKind::Typedef)?,
+                    attach_type: ATTACH_TRACE_RAW_TP,
+                },
+                program: probes::state_program(&sock, StateHook::TpBtf, cx.filters, &cx.maps)?,
+                what: "tp_btf inet_sock_set_state".into(),
             },
-            program: probes::state_program(&sock, StateHook::TpBtf, cx.filters, &cx.maps)?,
-            what: "tp_btf inet_sock_set_state".into(),
-        }],
+            Probe {
+                name: "tcpt_destroy",
+                prog_type: ProgType::Tracing,
+                hook: Hook::BtfId {
+                    btf_id: cx.ids()?.find("btf_trace_tcp_destroy_sock", BtfKind::Typedef)?,
+                    attach_type: ATTACH_TRACE_RAW_TP,
+                },
+                program: probes::destroy_program(&sock, StateHook::TpBtf, cx.filters, &cx.maps)?,
+                what: "tp_btf tcp_destroy_sock".into(),
+            },
+        ],
     };
     probes.push(accept(cx, &sock)?);
     Ok(probes)
@@ -193,6 +208,18 @@ fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
             )?,
             what: "kprobe tcp_set_state".into(),
         },
+        Probe {
+            name: "tcpt_destroy",
+            prog_type: ProgType::Kprobe,
+            hook: Hook::Kprobes(vec![("tcp_v4_destroy_sock", false)]),
+            program: probes::destroy_program(
+                sock,
+                StateHook::Kprobe { arg0: di, arg1: si },
+                cx.filters,
+                &cx.maps,
+            )?,
+            what: "kprobe tcp_v4_destroy_sock".into(),
+        },
     ])
 }
 
@@ -237,6 +264,13 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
         hook: Hook::BtfId { btf_id: func("tcp_set_state")?, attach_type: ATTACH_TRACE_FENTRY },
         program: probes::state_program(sock, StateHook::Fentry, cx.filters, &cx.maps)?,
         what: "fentry tcp_set_state".into(),
+    });
+    out.push(Probe {
+        name: "tcpt_destroy",
+        prog_type: ProgType::Tracing,
+        hook: Hook::BtfId { btf_id: func("tcp_v4_destroy_sock")?, attach_type: ATTACH_TRACE_FENTRY },
+        program: probes::destroy_program(sock, StateHook::Fentry, cx.filters, &cx.maps)?,
+        what: "fentry tcp_v4_destroy_sock".into(),
     });
     Ok(out)
 }

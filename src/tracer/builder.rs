@@ -99,6 +99,13 @@ impl Builder {
         self.cfg.filters.no_netns = !on;
         self
     }
+    /// Tests only: ignore the closing moves outside process context of
+    /// connections with this port, as if the kernel had skipped those runs.
+    #[doc(hidden)]
+    pub fn skip_close_port(mut self, port: Option<u16>) -> Self {
+        self.cfg.filters.skip_close_port = port;
+        self
+    }
     /// Sockets tracked at once (see [`Config::max_conns`]).
     pub fn max_conns(mut self, n: u32) -> Self {
         self.cfg.max_conns = Some(n);

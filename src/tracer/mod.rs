@@ -794,6 +794,12 @@ impl Tracer {
         self.release(u64::MAX, on_event)
     }
 
+    /// X reported when the socket was destroyed: the kernel had skipped the
+    /// run for its closing move.
+    pub fn closes_at_destroy(&self) -> u64 {
+        self.counters.sum(probes::STAT_CLOSE_AT_DESTROY)
+    }
+
     /// Closes the programs deferred, and how each was settled.
     pub fn deferred_stats(&self) -> deferred::DeferredStats {
         self.deferred.stats

@@ -65,9 +65,10 @@ impl Tracer {
         let mut cmd = Command::new(bin());
         cmd.args(backend_args()).args(args);
         let t = Tracer::spawn(cmd);
-        // -4/-6: one connect function probed (entry and return), not two.
+        // -4/-6: one connect function probed (entry and return), not two;
+        // then tcp_set_state and tcp_v4_destroy_sock.
         let one_family = args.iter().any(|a| *a == "-4" || *a == "-6");
-        t.check_kprobe_mode(if one_family { 3 } else { 5 });
+        t.check_kprobe_mode(if one_family { 4 } else { 6 });
         t
     }
 

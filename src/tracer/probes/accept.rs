@@ -69,8 +69,12 @@ pub fn accept_program(
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.jmp_imm(Jmp::Ne, Reg::R1, 0, x);
     // The owner, for an X from softirq later (after the A: an X that finds
-    // it is stamped after the A). A filtered A needs none: that X would be
-    // filtered alike. Then look for a close deferred meanwhile (owner.rs).
+    // it is stamped after the A), open (its X is due). A filtered A needs
+    // none: that X would be filtered alike. Then look for a close deferred
+    // meanwhile (owner.rs).
+    acc.load(&mut a, Size::H, Reg::R1, so.dport);
+    a.alu64_imm(Alu::Or, Reg::R1, OPEN);
+    a.stx(Size::DW, Reg::R10, VAL + CONN_OPEN, Reg::R1);
     record_owner(&mut a, maps);
     fence(&mut a);
     mark_call(&mut a, maps, Helper::MapDeleteElem);

@@ -18,15 +18,19 @@
 //!   context), else with the owner from `conns`. A Fast Open child accepted
 //!   before its handshake ended gets its X when it closes from SYN_RECV.
 //! - A: `syscalls:sys_exit_accept{,4}` in the accepting task (see `accept.rs`).
+//! - An entry is open from its C or A to its X. One still open when its
+//!   socket is destroyed lost its X to a skipped run: `destroy.rs` reports it.
 //! - An X whose owner is not known yet may belong to a socket an accept()
 //!   is taking: it is deferred (`owner.rs`), and the accept or the tracer
 //!   settles it.
 //!
 //! Files: `owner.rs` (identity, owners, deferred X), `output.rs` (the
-//! transports' write side, counters), `state.rs`, `accept.rs`, `connect.rs`.
+//! transports' write side, counters), `state.rs`, `accept.rs`, `connect.rs`,
+//! `destroy.rs`.
 
 mod accept;
 mod connect;
+mod destroy;
 mod output;
 mod owner;
 mod state;
@@ -35,6 +39,7 @@ mod tests;
 
 pub use accept::accept_program;
 pub use connect::{connect_entry_program, connect_exit_program, ConnectHook};
+pub use destroy::destroy_program;
 pub use output::{RINGBUF_RECORD, SLOT_SIZE, STATS_VALUE_SIZE};
 pub use state::{state_program, StateHook};
 
@@ -51,10 +56,15 @@ pub const KIND_FAILED: i32 = 4;
 /// Bytes of the task block {u64 pid_tgid; u64 uid_gid; u64 cgroup; char
 /// comm[16]}, copied into events as it is.
 const TASK_SIZE: i16 = off::KIND - off::TASK;
-/// `conns` value: the task block, then the socket's identity (u64).
-pub const CONN_VALUE_SIZE: u32 = TASK_SIZE as u32 + 8;
+/// `conns` value: the task block, the socket's identity (u64), then
+/// `open` (u64): 0 until the connection's C or A, then `OPEN | skc_dport`.
+pub const CONN_VALUE_SIZE: u32 = TASK_SIZE as u32 + 16;
 /// Where the identity sits in a `conns` value.
 const CONN_IDENT: i16 = TASK_SIZE;
+/// Where `open` sits in a `conns` value.
+const CONN_OPEN: i16 = TASK_SIZE + 8;
+/// `open`'s flag: the C or A went out, the X is due.
+const OPEN: i32 = 1 << 16;
 
 /// Counters of the `stats` array: one 64-byte element per CPU, each
 /// counter added to atomically (a program interrupted by another on its
@@ -72,6 +82,9 @@ pub const STAT_RING_FULL: usize = 2;
 pub const STAT_IN_FLIGHT: usize = 3;
 /// A deferred X could not be marked (`marks` full): it went out at once.
 pub const STAT_MARK_FAILED: usize = 4;
+/// Not a failure: X reported when the socket was destroyed, its closing
+/// move unseen (a program run the kernel skipped; see `destroy.rs`).
+pub const STAT_CLOSE_AT_DESTROY: usize = 5;
 pub const STATS: usize = 8;
 
 // TCP states (include/net/tcp_states.h).
@@ -132,6 +145,11 @@ pub struct Filters {
     /// Leave the events' netns 0: two kernel reads less per event, about
     /// 50 ns here. Ignored with the netns filter.
     pub no_netns: bool,
+    /// Tests only: the state program ignores the closing moves outside
+    /// process context of connections with this local or remote port, as
+    /// if the kernel had skipped those runs (their X then comes from
+    /// `destroy.rs`).
+    pub skip_close_port: Option<u16>,
 }
 
 impl Filters {

@@ -55,10 +55,12 @@ pub(super) fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
 /// conns[sk in r7] = VAL. A failure is counted.
 pub(super) fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg, f: &Filters) {
     task_block(a, VAL, Some(pid_tgid), f);
+    a.st(Size::DW, Reg::R10, VAL + CONN_OPEN, 0);
     record_owner(a, maps);
 }
 
-/// conns[sk in r7] = VAL, with IDENT as its identity. A failure is counted.
+/// conns[sk in r7] = VAL, with IDENT as its identity (`open` set by the
+/// caller). A failure is counted.
 pub(super) fn record_owner(a: &mut Asm, maps: &MapFds) {
     a.ldx(Size::DW, Reg::R1, Reg::R10, IDENT);
     a.stx(Size::DW, Reg::R10, VAL + CONN_IDENT, Reg::R1);

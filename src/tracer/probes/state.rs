@@ -18,7 +18,7 @@ pub enum StateHook {
 }
 
 impl StateHook {
-    fn mem(self) -> Mem {
+    pub(super) fn mem(self) -> Mem {
         match self {
             StateHook::TpBtf | StateHook::Fentry => Mem::Direct,
             StateHook::Kprobe { .. } => Mem::Probe,
@@ -127,11 +127,17 @@ pub fn state_program(
         a.ja(out);
     }
 
-    // SYN_SENT → ESTABLISHED: C with the connecting task (entry kept as owner).
+    // SYN_SENT → ESTABLISHED: C with the connecting task (entry kept as
+    // owner, now open: its X is due).
     a.bind(established);
     a.jmp32_imm(Jmp::Ne, Reg::R8, SYN_SENT, out);
+    read_sk(&mut a, mem, Reg::R1, Field { off: so.dport, size: 2, bits: None }, out);
+    a.alu64_imm(Alu::Or, Reg::R1, OPEN);
+    a.stx(Size::W, Reg::R10, VAL + CONN_OPEN, Reg::R1);
     read_ident(&mut a, so, out);
     lookup_owner(&mut a, maps, out);
+    a.ldx(Size::W, Reg::R1, Reg::R10, VAL + CONN_OPEN);
+    a.stx(Size::W, Reg::R0, CONN_OPEN, Reg::R1);
     owner_to_event(&mut a, Reg::R0);
     a.mov64_imm(Reg::R8, KIND_CONNECT);
     a.ja(fill);
@@ -158,6 +164,16 @@ pub fn state_program(
         },
         |a| {
             let unknown = a.label();
+            // Tests: this run "skipped" (only runs outside process context
+            // can be: a run is skipped when it interrupts another).
+            if let Some(port) = f.skip_close_port {
+                // (skc_num is 0 once the port is released: inet_sport.)
+                read_sk(a, mem, Reg::R1, Field { off: so.dport, size: 2, bits: None }, out);
+                a.jmp_imm(Jmp::Eq, Reg::R1, port.to_be() as i32, out);
+                probe_read(a, TMP, 2, Reg::R7, so.inet_sport, out);
+                a.ldx(Size::H, Reg::R1, Reg::R10, TMP);
+                a.jmp_imm(Jmp::Eq, Reg::R1, port.to_be() as i32, out);
+            }
             // No socket: reset (or dropped with its listener) while it
             // waited in an accept queue. Nobody accepted it: no X.
             read_ident(a, so, out);
