@@ -3,7 +3,8 @@
 //! that never finish. Every established connection must yield exactly one
 //! C or A and one X per side, each X after its C or A, no event may be lost,
 //! the socket map must end empty of ours and the tracer's RSS must stay
-//! flat. Once following this process only (-p), once following everything.
+//! flat. Once following this process only (-p), once following everything;
+//! the output goes to a file on disk.
 //! Root only.
 
 mod common;
@@ -135,7 +136,10 @@ fn a_million_attempts_unfiltered_stay_exact_bounded_and_flat() {
 
 fn soak(args: &[&str]) {
     let _g = serial();
-    let t = Tracer::start(args);
+    // The output goes to a file on disk (writeback stalls included).
+    let out =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("soak-{}.out", std::process::id()));
+    let t = Tracer::start_to_file(args, &out);
     let tracer_pid = t.child.id();
     let rss_start = rss_kb(tracer_pid);
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -234,4 +238,5 @@ fn soak(args: &[&str]) {
         "{full_c} connects to the full listener reported: only its 2 queued ones established"
     );
     t.stop_clean();
+    let _ = std::fs::remove_file(&out);
 }

@@ -84,16 +84,40 @@ impl Tracer {
         Tracer::spawn_mode(cmd, true)
     }
 
-    fn spawn_mode(mut cmd: Command, json: bool) -> Tracer {
-        require_root();
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcptracer");
+    /// Start the tracer writing to the file `path` (created anew), whose
+    /// lines are followed as they are written.
+    pub fn start_to_file(args: &[&str], path: &std::path::Path) -> Tracer {
+        let mut cmd = Command::new(bin());
+        cmd.args(backend_args()).args(args);
+        let file = std::fs::File::create(path).unwrap();
+        cmd.stdout(file);
         let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
+        let mut r = BufReader::new(std::fs::File::open(path).unwrap());
+        thread::spawn(move || {
+            let mut line = String::new();
+            loop {
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => thread::sleep(Duration::from_millis(5)),
+                    Ok(_) if line.ends_with('\n') => {
+                        line.pop();
+                        if tx.send(std::mem::take(&mut line)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {} // the rest of the line is still to come
+                }
+            }
+        });
+        let mut t = Tracer::with_output(cmd, lines);
+        t.attached(false);
+        t
+    }
+
+    fn spawn_mode(mut cmd: Command, json: bool) -> Tracer {
+        cmd.stdout(Stdio::piped());
+        let (tx, lines) = mpsc::channel();
+        let mut t = Tracer::with_output(cmd, lines);
+        let out = t.child.stdout.take().unwrap();
         thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
@@ -102,6 +126,14 @@ impl Tracer {
                 }
             }
         });
+        t.attached(json);
+        t
+    }
+
+    /// Spawn `cmd` (its stdout set up), its lines arriving on `lines`.
+    fn with_output(mut cmd: Command, lines: Receiver<String>) -> Tracer {
+        require_root();
+        let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn tcptracer");
         let stderr = Arc::new(Mutex::new(String::new()));
         let err = child.stderr.take().unwrap();
         let e2 = stderr.clone();
@@ -116,7 +148,12 @@ impl Tracer {
                 buf.clear();
             }
         });
-        let mut t = Tracer { child, lines, stderr, header: String::new(), stopped: false };
+        Tracer { child, lines, stderr, header: String::new(), stopped: false }
+    }
+
+    /// Wait until the tracer has printed its header (= attached).
+    fn attached(&mut self, json: bool) {
+        let t = self;
         if json {
             // JSON mode: the banner goes to stderr, stdout is JSON only.
             let t0 = Instant::now();
@@ -124,12 +161,11 @@ impl Tracer {
                 assert!(t0.elapsed() < Duration::from_secs(20), "no banner; stderr: {}", t.stderr());
                 thread::sleep(Duration::from_millis(5));
             }
-            return t;
+            return;
         }
         let banner = t.next_line(Duration::from_secs(20));
         assert_eq!(banner.as_deref(), Some(BANNER), "stderr: {}", t.stderr());
         t.header = t.next_line(Duration::from_secs(5)).expect("header line");
-        t
     }
 
     /// Under the kprobe backend, tracefs kprobe_events holds our `probes`
