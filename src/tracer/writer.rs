@@ -161,9 +161,16 @@ impl Writer {
     }
 }
 
+/// Queued bytes past which, once the queue is empty again, the freed
+/// memory is handed back to the kernel (a stall must not leave the process
+/// that much bigger).
+const TRIM_AFTER: usize = 1 << 20;
+
 fn run(fd: RawFd, rx: Receiver<Chunk>, s: &Shared, on_failed: &dyn Fn()) {
     let give_up = || s.abandon.load(Ordering::Acquire);
+    let mut most = 0;
     for c in rx.iter() {
+        most = most.max(s.queued.load(Ordering::Acquire));
         if s.failed.load(Ordering::Acquire) == 0 && !give_up() {
             match write_all(fd, &c.buf, &give_up) {
                 Ok(()) => {
@@ -176,10 +183,24 @@ fn run(fd: RawFd, rx: Receiver<Chunk>, s: &Shared, on_failed: &dyn Fn()) {
                 Err(Short::GaveUp) => {}
             }
         }
-        s.queued.fetch_sub(c.buf.len(), Ordering::AcqRel);
+        let len = c.buf.len();
+        drop(c);
+        if s.queued.fetch_sub(len, Ordering::AcqRel) == len && most > TRIM_AFTER {
+            most = 0;
+            trim();
+        }
     }
     *s.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
     s.ended.notify_all();
+}
+
+fn trim() {
+    // SAFETY: malloc_trim has no preconditions (glibc; musl returns freed
+    // memory by itself).
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]
