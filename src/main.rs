@@ -501,6 +501,7 @@ fn main() {
 
     let mut lost_total = 0u64;
     let mut dropped_told = 0u64;
+    let mut bad_told = 0u64;
     let mut kernel = tracer.kernel_losses();
     let mut last_check = Instant::now();
     // The rings wake us at their watermark; below it we poll: every 10 ms
@@ -544,6 +545,10 @@ fn main() {
             let now = tracer.kernel_losses();
             report_kernel_losses(&kernel, &now);
             kernel = now;
+            if tracer.undecodable() > bad_told {
+                note!("Possibly lost {} events: undecodable records", tracer.undecodable() - bad_told);
+                bad_told = tracer.undecodable();
+            }
             if p.dropped > dropped_told && p.out.failed().is_none() {
                 note!(
                     "Possibly lost {} events: output queue full (stdout too slow)",
@@ -557,7 +562,7 @@ fn main() {
         }
     };
     let uncommitted = tracer.outputs_in_flight().unwrap_or(0);
-    let full = lost_total + kernel.ring_full;
+    let full = lost_total + kernel.ring_full + tracer.undecodable();
     if args.json {
         p.counts.lost_perf = full;
         p.counts.lost_kernel = kernel.total();

@@ -280,6 +280,8 @@ pub struct Tracer {
     /// Newest stamp handed out, and events handed out after a newer one.
     last_out: u64,
     late: u64,
+    /// Records read that held no event (never expected: counted as lost).
+    undecodable: u64,
     /// kprobe hits missed, as counted when the kprobes were detached.
     kprobe_missed_at_detach: Option<u64>,
 }
@@ -576,6 +578,7 @@ impl Tracer {
             on_task: cfg.filters.on_task(),
             last_out: 0,
             late: 0,
+            undecodable: 0,
             kprobe_missed_at_detach: None,
         })
     }
@@ -647,13 +650,12 @@ impl Tracer {
                 if !*more {
                     continue;
                 }
-                let (held, deferred) = (&mut self.held, &mut self.deferred);
+                let (held, deferred, bad) = (&mut self.held, &mut self.deferred, &mut self.undecodable);
                 let (_, r) = self.reader.drain_ring(i, PER_PASS, &mut |r| match r {
-                    Record::Sample(b) => {
-                        if let Some(ts) = take(held, deferred, b) {
-                            *last = ts;
-                        }
-                    }
+                    Record::Sample(b) => match take(held, deferred, b) {
+                        Some(ts) => *last = ts,
+                        None => *bad += 1,
+                    },
                     Record::Lost(n) => on_lost(n),
                 });
                 *more = match r {
@@ -684,10 +686,12 @@ impl Tracer {
             let now = clock_before_loads();
             let (mut more, mut bound) = (false, now);
             for i in 0..self.bounds.len() {
-                let (held, deferred) = (&mut self.held, &mut self.deferred);
+                let (held, deferred, bad) = (&mut self.held, &mut self.deferred, &mut self.undecodable);
                 let d = self.reader.drain_slot_ring(i, PER_PASS, &mut |r| {
                     if let Record::Sample(b) = r {
-                        take(held, deferred, b);
+                        if take(held, deferred, b).is_none() {
+                            *bad += 1;
+                        }
                     }
                 });
                 let Some(d) = d else { return out };
@@ -792,6 +796,11 @@ impl Tracer {
             }
         });
         self.release(u64::MAX, on_event)
+    }
+
+    /// Records read that held no event (torn or corrupt): counted as lost.
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable
     }
 
     /// X reported when the socket was destroyed: the kernel had skipped the
