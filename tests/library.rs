@@ -53,6 +53,41 @@ fn builder_yields_typed_events() {
     assert_nothing_left();
 }
 
+/// `poll(-1)` hands out a trickle (4 events, far below any ring's
+/// watermark) without waiting for more; an eventfd written after 5 s ends a
+/// poll that would wait for ever.
+#[test]
+fn poll_without_timeout_hands_out_a_trickle() {
+    let _g = serial();
+    require_root();
+    let mut t = Tracer::builder().backend(backend()).pid(pid()).start().expect("start");
+    // SAFETY: eventfd(2); the fd is owned below.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(efd >= 0);
+    // SAFETY: a fresh fd of ours.
+    let efd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(efd) };
+    t.add_wake_fd(std::os::fd::AsFd::as_fd(&efd)).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&efd);
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        // SAFETY: 8 bytes to an eventfd that outlives this thread (joined below).
+        unsafe { libc::write(raw, 1u64.to_ne_bytes().as_ptr().cast(), 8) };
+    });
+    let t0 = Instant::now();
+    let f = flow("127.0.0.1:0", "127.0.0.1", Close::Fin);
+    let ports = [f.client.port(), f.server.port()];
+    let mut got = 0;
+    while got < 4 && t0.elapsed() < Duration::from_secs(5) {
+        t.poll(-1, &mut |e| got += usize::from(ports.contains(&e.sport) && ports.contains(&e.dport)))
+            .unwrap();
+    }
+    assert_eq!(got, 4, "the 4 events within {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(4), "handed out only after {:?}", t0.elapsed());
+    waker.join().unwrap();
+    drop(t);
+    assert_nothing_left();
+}
+
 /// A ring of a page per CPU, far fewer slots than events; only this
 /// port's events reach it (filtered in the kernel): every event is
 /// delivered or counted in `ring_full`.

@@ -4,7 +4,11 @@
 //! C or A and one X per side, each X after its C or A, no event may be lost,
 //! the socket map must end empty of ours and the tracer's RSS must stay
 //! flat. Once following this process only (-p), once following everything;
-//! the output goes to a file on disk.
+//! the output goes to a file on disk. Events are counted as a live reader
+//! sees them (until the output goes quiet), then to the end of the file
+//! after the tracer stopped: an event held until the stop fails the run
+//! too, but the counts then show whether it was late or missing. A failed
+//! run keeps the output file and names it.
 //! Root only.
 
 mod common;
@@ -139,7 +143,8 @@ fn soak(args: &[&str]) {
     // The output goes to a file on disk (writeback stalls included).
     let out =
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("soak-{}.out", std::process::id()));
-    let t = Tracer::start_to_file(args, &out);
+    let args = [args, &["--debug"]].concat();
+    let mut t = Tracer::start_to_file(&args, &out);
     let tracer_pid = t.child.id();
     let rss_start = rss_kb(tracer_pid);
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -168,75 +173,108 @@ fn soak(args: &[&str]) {
         total.refused += r.refused;
         total.unfinished += r.unfinished;
     }
-    // Read until the output goes quiet (2 s without a line).
-    // Count our lines by kind, and by the side's tuple for balance.
-    let mut kinds: HashMap<char, u64> = HashMap::new();
-    let mut open: HashMap<(u16, u16), i64> = HashMap::new();
-    let mut early_x = Vec::new();
-    let mut got = 0u64;
-    let mut full_c = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(l) = t.next_line(Duration::from_secs(2)) else { break };
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
-        }
-        let (sp, dp): (u16, u16) = (f[6].parse().unwrap_or(0), f[7].parse().unwrap_or(0));
-        if !ports.contains(&sp) && !ports.contains(&dp) {
-            if dp == full_addr.port() && f[0] == "C" {
-                full_c += 1;
-            }
-            continue;
-        }
-        assert!(sp != closed_port && dp != closed_port, "refused connect reported: {l}");
-        let k = f[0].chars().next().unwrap();
-        *kinds.entry(k).or_default() += 1;
-        let n = open.entry((sp, dp)).or_default();
-        *n += if k == 'X' { -1 } else { 1 };
-        if *n < 0 && early_x.len() < 5 {
-            early_x.push(l.clone());
-        }
-        got += 1;
+    // Read until the output goes quiet (2 s without a line): what a live
+    // reader sees. Then stop the tracer and read the rest of the file:
+    // anything of ours there was held until exit.
+    let mut n = Count { ports, closed_port, full_port: full_addr.port(), ..Count::default() };
+    while let Some(l) = t.next_line(Duration::from_secs(2)) {
+        n.line(&l);
     }
+    let live = n.got;
     let rss_end = rss_kb(tracer_pid);
     drop(fillers);
     drop(full);
     thread::sleep(Duration::from_millis(300));
     let entries = conns_entries_for(tracer_pid, pid());
+    let (status, stderr) = t.stop_here();
+    while let Some(l) = t.next_line(Duration::from_millis(500)) {
+        n.line(&l);
+    }
+    let at_exit = n.got - live;
     eprintln!(
-        "soak: {} attempts in {secs:.1} s ({:.0}/s): {total:?}; events {got}; kinds {kinds:?}; RSS {rss_start} -> {rss_end} kB",
+        "soak: {} attempts in {secs:.1} s ({:.0}/s): {total:?}; events {} ({at_exit} at exit); kinds {:?}; RSS {rss_start} -> {rss_end} kB",
         ATTEMPTS,
-        ATTEMPTS as f64 / secs
+        ATTEMPTS as f64 / secs,
+        n.got,
+        n.kinds
     );
+    assert!(status.success(), "exit status {status:?}");
+    // --debug: the exit summary and how deferred closes were settled.
     // Notes of probe runs the kernel skipped are allowed: the counts below
     // show whether any of them cost an event.
-    let stderr = t.stderr();
-    let (notes, err): (Vec<&str>, Vec<&str>) =
-        stderr.lines().partition(|l| l.starts_with("Note: the kernel skipped"));
-    eprintln!("soak: the kernel's notes: {notes:?}");
-    let err: String = err.concat();
-    assert_eq!(err, "", "the tracer reported losses or errors");
-    let (c, a, x) = (kinds.get(&'C').copied(), kinds.get(&'A').copied(), kinds.get(&'X').copied());
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Note: the kernel skipped")).collect();
+    let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tcptracer: lost")).collect();
+    let deferred = stderr.lines().find(|l| l.starts_with("deferred closes:")).unwrap_or("");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("Possibly lost") || l.starts_with("tcptracer: ") && !only_skips(l))
+        .collect();
+    eprintln!("soak: {deferred}; the kernel's notes: {notes:?}");
+    assert!(errors.is_empty() && summary.len() == 1, "the tracer reported losses or errors: {errors:?}");
+    let (c, a, x) = (n.kinds.get(&'C').copied(), n.kinds.get(&'A').copied(), n.kinds.get(&'X').copied());
     let (c, a, x) = (c.unwrap_or(0), a.unwrap_or(0), x.unwrap_or(0));
-    assert_eq!(c, total.established, "one C per established connection");
+    let keep = || format!("output kept in {}; {deferred}; notes: {notes:?}", out.display());
+    assert_eq!(c, total.established, "one C per established connection ({})", keep());
     // A connection the client resets before the server accepts it is, for the
     // server, neither accepted nor closed: it has no A and no X.
     assert!(a <= total.established && a >= total.established - total.rst, "A count {a}");
-    let unbalanced: Vec<_> = open.iter().filter(|(_, &v)| v != 0).take(5).collect();
+    let unbalanced: Vec<_> = n.open.iter().filter(|(_, &v)| v != 0).take(5).collect();
     assert_eq!(
         x,
         c + a,
-        "one X per side that had its C or A (notes: {notes:?}; (sport, dport) +C/A -X: {unbalanced:?}; socket map entries left: {entries})"
+        "one X per side that had its C or A ((sport, dport) +C/A -X: {unbalanced:?}; socket map entries left: {entries}; {at_exit} events at exit; {})",
+        keep()
     );
-    assert!(unbalanced.is_empty(), "tuples whose C/A and X do not pair up: {unbalanced:?}");
-    assert!(early_x.is_empty(), "an X before its C or A: {early_x:?}");
+    assert!(unbalanced.is_empty(), "tuples whose C/A and X do not pair up: {unbalanced:?}; {}", keep());
+    assert!(n.early_x.is_empty(), "an X before its C or A: {:?}", n.early_x);
+    assert_eq!(at_exit, 0, "events of ours printed only when the tracer stopped ({})", keep());
     assert_eq!(entries, 0, "socket map entries of ours left after every connection closed");
     assert!(rss_end <= rss_start + 1024, "tracer RSS grew from {rss_start} kB to {rss_end} kB");
     assert!(
-        full_c <= 2,
-        "{full_c} connects to the full listener reported: only its 2 queued ones established"
+        n.full_c <= 2,
+        "{} connects to the full listener reported: only its 2 queued ones established",
+        n.full_c
     );
-    t.stop_clean();
+    assert_nothing_left();
     let _ = std::fs::remove_file(&out);
+}
+
+/// Our lines by kind, the C/A and X balance per (sport, dport), X before
+/// their C or A, and connects to the full listener.
+#[derive(Default)]
+struct Count {
+    /// Our listeners' ports, the refused one, the full listener's.
+    ports: Vec<u16>,
+    closed_port: u16,
+    full_port: u16,
+    kinds: HashMap<char, u64>,
+    open: HashMap<(u16, u16), i64>,
+    early_x: Vec<String>,
+    got: u64,
+    full_c: u64,
+}
+
+impl Count {
+    fn line(&mut self, l: &str) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 8 {
+            return;
+        }
+        let (sp, dp): (u16, u16) = (f[6].parse().unwrap_or(0), f[7].parse().unwrap_or(0));
+        if !self.ports.contains(&sp) && !self.ports.contains(&dp) {
+            if dp == self.full_port && f[0] == "C" {
+                self.full_c += 1;
+            }
+            return;
+        }
+        assert!(sp != self.closed_port && dp != self.closed_port, "refused connect reported: {l}");
+        let k = f[0].chars().next().unwrap();
+        *self.kinds.entry(k).or_default() += 1;
+        let n = self.open.entry((sp, dp)).or_default();
+        *n += if k == 'X' { -1 } else { 1 };
+        if *n < 0 && self.early_x.len() < 5 {
+            self.early_x.push(l.to_string());
+        }
+        self.got += 1;
+    }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,21 +22,6 @@ fn pipe() -> (File, OwnedFd) {
         assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
         (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
     }
-}
-
-/// Collect a stream in a thread.
-fn gather(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let s = Arc::new(Mutex::new(String::new()));
-    let s2 = s.clone();
-    thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            s2.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    s
 }
 
 /// Start the tracer writing to `stdout`; stderr is gathered.
@@ -81,9 +66,15 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: plain kill(2) of our child.
-    unsafe { libc::kill(child.id() as i32, sig) };
+/// Wait for the exit `sig` asked for: within a second, successful, with
+/// nothing left in the kernel.
+fn exits_within_a_second(child: &mut Child, what: &str) {
+    let t = Instant::now();
+    let st = wait_timeout(child, Duration::from_secs(5)).expect("exit");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(1), "{what}: exit took {took:?}");
+    assert!(st.success(), "{what}: {st:?}");
+    assert_nothing_left();
 }
 
 #[test]
@@ -118,13 +109,8 @@ fn a_signal_stops_within_a_second_while_stdout_is_blocked() {
             thread::sleep(Duration::from_secs(1));
             let spent = cpu_ticks(child.id()) - before;
             assert!(spent <= 10, "nonblock {nonblock}: {spent} ticks of CPU in 1 s while stdout was full");
-            let t = Instant::now();
             signal(&child, sig);
-            let st = wait_timeout(&mut child, Duration::from_secs(5)).expect("exit");
-            let took = t.elapsed();
-            assert!(took < Duration::from_secs(1), "nonblock {nonblock}, signal {sig}: exit took {took:?}");
-            assert!(st.success(), "{st:?}");
-            assert_nothing_left();
+            exits_within_a_second(&mut child, &format!("nonblock {nonblock}, signal {sig}"));
             thread::sleep(Duration::from_millis(50));
             let err = err.lock().unwrap().clone();
             // What the pipe could not take is accounted for.
@@ -147,13 +133,8 @@ fn a_reader_going_away_ends_the_tracer_without_another_event() {
     let (mut out, w) = pipe();
     let (mut child, err) = spawn(&[], w);
     read_header(&mut out);
-    let t = Instant::now();
     drop(out);
-    let st = wait_timeout(&mut child, Duration::from_secs(5)).expect("exit after the reader left");
-    let took = t.elapsed();
-    assert!(took < Duration::from_secs(1), "exit took {took:?}");
-    assert!(st.success(), "{st:?}");
-    assert_nothing_left();
+    exits_within_a_second(&mut child, "the reader left");
     thread::sleep(Duration::from_millis(50));
     assert_eq!(expected_notes(&err.lock().unwrap()), "");
 }
@@ -182,10 +163,8 @@ fn a_broken_stderr_does_not_abort() {
         thread::sleep(Duration::from_millis(20));
     }
     signal(&child, libc::SIGINT);
-    let st = wait_timeout(&mut child, Duration::from_secs(5)).expect("exit");
-    assert!(st.success(), "{st:?}");
+    exits_within_a_second(&mut child, "stderr broken");
     thread::sleep(Duration::from_millis(50));
     let out = out.lock().unwrap().clone();
     assert!(out.lines().last().unwrap_or("").starts_with("{\"type\":\"summary\""), "{out}");
-    assert_nothing_left();
 }

@@ -501,7 +501,7 @@ fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
     // Empty the perf event array: bpf_perf_event_output then fails (-ENOENT)
     // in the kernel, where no perf LOST record can see it.
     let id = map_ids_of(t.child.id(), 4).pop().expect("the tracer's perf event array");
-    let events = Map::from_id(id, 4, 4).unwrap();
+    let events = Map::from_id(id).unwrap();
     for cpu in 0..tcptracer::perf::possible_cpu_count().unwrap() {
         events.delete(&cpu.to_ne_bytes()).unwrap();
     }

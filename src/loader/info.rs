@@ -84,15 +84,31 @@ pub fn programs() -> Result<Vec<ProgInfo>, LoadError> {
     Ok(out)
 }
 
-/// Names of every loaded map (`struct bpf_map_info`: name at 24).
+/// A map as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapInfo {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub name: String,
+}
+
+/// Info of one map fd (`struct bpf_map_info`: type, id, key and value
+/// size at 0, 4, 8, 12; name at 24).
+pub fn map_info(fd: BorrowedFd) -> Result<MapInfo, LoadError> {
+    let mut buf = [0u8; 88];
+    obj_info(fd, &mut buf)?;
+    let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
+    Ok(MapInfo { map_type: u32_at(0), key_size: u32_at(8), value_size: u32_at(12), name: name_at(&buf, 24) })
+}
+
+/// Names of every loaded map.
 pub fn map_names() -> Result<Vec<String>, LoadError> {
     let mut out = Vec::new();
     for id in next_ids(Cmd::MapGetNextId)? {
         let mut attr = IdAttr { id, ..Default::default() };
         let Ok(fd) = sys::bpf_fd(Cmd::MapGetFdById, &mut attr) else { continue };
-        let mut buf = [0u8; 88];
-        obj_info(std::os::fd::AsFd::as_fd(&fd), &mut buf)?;
-        out.push(name_at(&buf, 24));
+        out.push(map_info(std::os::fd::AsFd::as_fd(&fd))?.name);
     }
     Ok(out)
 }

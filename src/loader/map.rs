@@ -10,7 +10,6 @@ pub enum MapType {
     Hash = 1,
     Array = 2,
     PerfEventArray = 4,
-    PercpuArray = 6,
     LruHash = 9,
     RingBuf = 27,
 }
@@ -63,6 +62,9 @@ pub const BPF_F_NO_PREALLOC: u32 = 1;
 /// An array user space can mmap (5.5+).
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
+/// A map whose keys and values are read and written whole: every access
+/// is checked against the sizes the kernel knows it by (per-CPU maps,
+/// whose lookups write one value per possible CPU, are not handled).
 #[derive(Debug)]
 pub struct Map {
     fd: OwnedFd,
@@ -70,6 +72,9 @@ pub struct Map {
     key_size: u32,
     value_size: u32,
 }
+
+/// Map types whose lookups fill one value per possible CPU.
+const PER_CPU_TYPES: [u32; 4] = [5, 6, 10, 15];
 
 /// Copy a name into a 16-byte, NUL-terminated object name.
 pub(crate) fn obj_name(name: &str) -> [u8; 16] {
@@ -114,20 +119,35 @@ impl Map {
         Ok(Map { fd, name: name.to_string(), key_size, value_size })
     }
 
-    /// Open an existing map by its kernel id (needs CAP_SYS_ADMIN).
-    pub fn from_id(id: u32, key_size: u32, value_size: u32) -> Result<Map, LoadError> {
+    /// Open an existing map by its kernel id (needs CAP_SYS_ADMIN); its
+    /// key and value sizes are the kernel's (`struct bpf_map_info`).
+    pub fn from_id(id: u32) -> Result<Map, LoadError> {
         let mut attr = IdAttr { id, ..Default::default() };
         let fd = sys::bpf_fd(Cmd::MapGetFdById, &mut attr)
             .map_err(|e| LoadError::call(format!("BPF_MAP_GET_FD_BY_ID {id}"), e))?;
-        Ok(Map { fd, name: format!("map#{id}"), key_size, value_size })
+        let i = super::info::map_info(fd.as_fd())?;
+        if PER_CPU_TYPES.contains(&i.map_type) {
+            let e = std::io::Error::from_raw_os_error(libc::EOPNOTSUPP);
+            return Err(LoadError::call(format!("opening per-CPU map {} (id {id})", i.name), e));
+        }
+        Ok(Map { fd, name: i.name, key_size: i.key_size, value_size: i.value_size })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    fn elem(&self, cmd: Cmd, key: &[u8], value: u64, flags: u64) -> std::io::Result<i64> {
-        assert_eq!(key.len(), self.key_size as usize, "key size of map {}", self.name);
+    /// A bpf(2) call on one element; `value`: a buffer of `value_len`
+    /// bytes, checked against the map's value size.
+    fn elem(&self, cmd: Cmd, key: &[u8], value: u64, value_len: usize, flags: u64) -> std::io::Result<i64> {
+        let want = if value == 0 { 0 } else { self.value_size as usize };
+        if key.len() != self.key_size as usize || value_len != want {
+            let (k, v) = (self.key_size, self.value_size);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("key of {} bytes, value of {value_len}: the map's are {k} and {v}", key.len()),
+            ));
+        }
         let mut attr = ElemAttr {
             map_fd: self.fd.as_raw_fd() as u32,
             key: key.as_ptr() as u64,
@@ -139,26 +159,15 @@ impl Map {
     }
 
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), LoadError> {
-        assert_eq!(value.len(), self.value_size as usize, "value size of map {}", self.name);
-        self.elem(Cmd::MapUpdateElem, key, value.as_ptr() as u64, flags)
+        self.elem(Cmd::MapUpdateElem, key, value.as_ptr() as u64, value.len(), flags)
             .map(drop)
             .map_err(|e| LoadError::call(format!("BPF_MAP_UPDATE_ELEM {}", self.name), e))
     }
 
-    /// Look a key up; `Ok(false)` when it is absent.
+    /// Look a key up into `value` (the map's value size); `Ok(false)` when
+    /// it is absent.
     pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<bool, LoadError> {
-        assert_eq!(value.len(), self.value_size as usize, "value size of map {}", self.name);
-        match self.elem(Cmd::MapLookupElem, key, value.as_mut_ptr() as u64, 0) {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(LoadError::call(format!("BPF_MAP_LOOKUP_ELEM {}", self.name), e)),
-        }
-    }
-
-    /// Look a key up into a buffer of any size (per-CPU maps return one
-    /// 8-byte-aligned value per possible CPU); `Ok(false)` when absent.
-    pub fn lookup_raw(&self, key: &[u8], value: &mut [u8]) -> Result<bool, LoadError> {
-        match self.elem(Cmd::MapLookupElem, key, value.as_mut_ptr() as u64, 0) {
+        match self.elem(Cmd::MapLookupElem, key, value.as_mut_ptr() as u64, value.len(), 0) {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(LoadError::call(format!("BPF_MAP_LOOKUP_ELEM {}", self.name), e)),
@@ -167,7 +176,7 @@ impl Map {
 
     /// Delete a key; `Ok(false)` when it was absent.
     pub fn delete(&self, key: &[u8]) -> Result<bool, LoadError> {
-        match self.elem(Cmd::MapDeleteElem, key, 0, 0) {
+        match self.elem(Cmd::MapDeleteElem, key, 0, 0, 0) {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(LoadError::call(format!("BPF_MAP_DELETE_ELEM {}", self.name), e)),
@@ -243,6 +252,57 @@ mod tests {
             value_size: 4,
         };
         m.update(&[0; 4], &[0; 4], 0).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn buffers_of_the_wrong_size_never_reach_the_kernel() {
+        override_syscall(|_| panic!("no syscall expected"));
+        let m = Map {
+            fd: sys::owned_fd(unsafe { libc::dup(0).max(3) }),
+            name: "m".into(),
+            key_size: 8,
+            value_size: 16,
+        };
+        let e = m.lookup(&[0; 8], &mut [0; 8]).unwrap_err().to_string();
+        assert_eq!(e, "BPF_MAP_LOOKUP_ELEM m: key of 8 bytes, value of 8: the map's are 8 and 16");
+        assert!(m.lookup(&[0; 4], &mut [0; 16]).is_err());
+        assert!(m.update(&[0; 8], &[0; 17], 0).is_err());
+        assert!(m.delete(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn a_map_opened_by_id_has_the_kernels_sizes_and_no_per_cpu_type() {
+        for (map_type, ok) in [(1u32, true), (6, false)] {
+            override_syscall(move |c| match c {
+                Call::Bpf { cmd: Cmd::MapGetFdById, .. } => Ok(unsafe { libc::dup(0).max(3) } as i64),
+                Call::Bpf { cmd: Cmd::ObjGetInfoByFd, attr, .. } => {
+                    // SAFETY: InfoAttr: fd, len, then the buffer's address.
+                    let info = unsafe { *(attr.add(8) as *const u64) } as *mut u32;
+                    // SAFETY: the buffer is 88 bytes.
+                    unsafe {
+                        *info = map_type;
+                        *info.add(2) = 8;
+                        *info.add(3) = 56;
+                        *info.add(6) = u32::from_ne_bytes(*b"cons")
+                    };
+                    Ok(0)
+                }
+                _ => Err(io::Error::from_raw_os_error(libc::EPERM)),
+            });
+            match Map::from_id(5) {
+                Ok(m) => {
+                    assert!(ok);
+                    assert_eq!((m.name(), m.key_size, m.value_size), ("cons", 8, 56));
+                }
+                Err(e) => {
+                    assert!(!ok);
+                    assert_eq!(
+                        e.to_string(),
+                        "opening per-CPU map cons (id 5): Operation not supported (os error 95)"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod info;
 pub mod kprobe;
 pub mod map;
 pub mod prog;
-pub mod sys;
+pub(crate) mod sys;
 pub mod tracefs;
 
 pub use error::{verifier_reason, LoadError};

@@ -50,7 +50,6 @@ pub const PERF_TYPE_SOFTWARE: u32 = 1;
 pub const PERF_TYPE_TRACEPOINT: u32 = 2;
 pub const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
 pub const PERF_SAMPLE_RAW: u64 = 1 << 10;
-pub const PERF_FLAG_DISABLED: u64 = 1;
 pub const PERF_FLAG_WATERMARK: u64 = 1 << 14;
 pub const PERF_FLAG_FD_CLOEXEC: u64 = 8;
 pub const PERF_EVENT_IOC_ENABLE: u64 = 0x2400;
@@ -154,9 +153,6 @@ pub fn owned_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel just gave us this fd; we are its only owner.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
-
-/// Kernel-internal errno that leaks to user space (e.g. "not supported").
-pub const ENOTSUPP: i32 = 524;
 
 #[cfg(test)]
 mod tests {

@@ -232,9 +232,11 @@ impl KernelLosses {
     }
 }
 
-/// A running tracer. Dropping it detaches every probe and frees every map;
-/// events still held for ordering are discarded (hand them out first with
-/// [`Tracer::flush`]).
+/// A running tracer. Dropping it detaches every probe first, then frees
+/// every map and ring: whatever it has not handed out (events still in the
+/// rings, held for time order, closes deferred) is discarded, deliberately
+/// (a drop may come from a panic or an error path). [`Tracer::stop`]
+/// detaches and hands all of it out.
 pub struct Tracer {
     // Field order is drop order: links first, then programs, maps, reader.
     _perf_links: Vec<PerfLink>,
@@ -405,13 +407,29 @@ impl Tracer {
         builder::Builder::default()
     }
 
-    /// Wait up to `timeout_ms` for events, then hand out what is ready;
-    /// returns the samples reported lost (full rings) in this call.
+    /// Wait up to `timeout_ms` (-1: without end) until events are handed
+    /// out, then hand out what is ready; returns the samples reported lost
+    /// (full rings) in this call. It also returns when a fd added with
+    /// [`Tracer::add_wake_fd`] is readable or a signal interrupts it. The
+    /// rings wake a reader only when they fill past their watermark; below
+    /// it this polls them, every 1 ms backing off to 100 ms, so a trickle
+    /// is handed out too.
     pub fn poll(&mut self, timeout_ms: i32, on_event: &mut dyn FnMut(&Event)) -> Result<u64, Error> {
-        self.wait(timeout_ms)?;
-        let mut lost = 0;
-        self.drain(on_event, &mut |n| lost += n)?;
-        Ok(lost)
+        let start = Instant::now();
+        let (mut lost, mut step) = (0, 1);
+        loop {
+            let left = match timeout_ms {
+                t if t < 0 => step,
+                t => (i64::from(t) - start.elapsed().as_millis() as i64).clamp(0, step.into()) as i32,
+            };
+            let wake = self.wait(left)?;
+            let n = self.drain(on_event, &mut |n| lost += n)?;
+            let ended = timeout_ms >= 0 && start.elapsed().as_millis() >= timeout_ms as u128;
+            if n > 0 || lost > 0 || ended || matches!(wake, Wake::Woken | Wake::Interrupted) {
+                return Ok(lost);
+            }
+            step = (step * 2).min(100);
+        }
     }
 
     pub fn start(cfg: &Config) -> Result<Tracer, Error> {

@@ -76,11 +76,20 @@ struct Shared {
     ended: Condvar,
 }
 
+impl Shared {
+    fn failed(&self) -> Option<i32> {
+        match self.failed.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(e),
+        }
+    }
+}
+
 /// A writer thread and its queue.
 pub struct Writer {
-    tx: Option<Sender<Chunk>>,
+    tx: Sender<Chunk>,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: JoinHandle<()>,
     bound: usize,
 }
 
@@ -95,7 +104,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("tcptracer-out".into())
             .spawn(move || run(fd, rx, &s, &*on_failed))?;
-        Ok(Writer { tx: Some(tx), shared, thread: Some(thread), bound })
+        Ok(Writer { tx, shared, thread, bound })
     }
 
     /// Queue `buf` (holding `events` events). When it does not fit under
@@ -113,8 +122,7 @@ impl Writer {
         }
         self.shared.queued.fetch_add(len, Ordering::AcqRel);
         self.shared.pending.fetch_add(events, Ordering::AcqRel);
-        let Some(tx) = &self.tx else { return events };
-        if tx.send(Chunk { buf, events }).is_err() {
+        if self.tx.send(Chunk { buf, events }).is_err() {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             self.shared.pending.fetch_sub(events, Ordering::AcqRel);
             return events;
@@ -129,35 +137,31 @@ impl Writer {
 
     /// The errno the fd failed with, if it did.
     pub fn failed(&self) -> Option<i32> {
-        match self.shared.failed.load(Ordering::Acquire) {
-            0 => None,
-            e => Some(e),
-        }
+        self.shared.failed()
     }
 
     /// Let the thread write what is queued, until `deadline`. Returns the
     /// events left unwritten (still queued at the deadline, or dropped when
     /// the fd failed) and the fd's errno if it failed; a thread still
     /// blocked in `write` is left behind (the process is about to exit).
-    pub fn finish(mut self, deadline: Instant) -> (u64, Option<i32>) {
-        drop(self.tx.take());
-        let mut done = self.shared.done.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn finish(self, deadline: Instant) -> (u64, Option<i32>) {
+        let Writer { tx, shared, thread, .. } = self;
+        drop(tx);
+        let mut done = shared.done.lock().unwrap_or_else(|e| e.into_inner());
         while !*done {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            done = self.shared.ended.wait_timeout(done, left).unwrap_or_else(|e| e.into_inner()).0;
+            done = shared.ended.wait_timeout(done, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         let ended = *done;
         drop(done);
-        self.shared.abandon.store(true, Ordering::Release);
+        shared.abandon.store(true, Ordering::Release);
         if ended {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
+            let _ = thread.join();
         }
-        (self.shared.pending.load(Ordering::Acquire), self.failed())
+        (shared.pending.load(Ordering::Acquire), shared.failed())
     }
 }
 

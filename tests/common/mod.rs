@@ -134,20 +134,7 @@ impl Tracer {
     fn with_output(mut cmd: Command, lines: Receiver<String>) -> Tracer {
         require_root();
         let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn tcptracer");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().unwrap();
-        let e2 = stderr.clone();
-        thread::spawn(move || {
-            let mut r = BufReader::new(err);
-            let mut buf = String::new();
-            while let Ok(n) = r.read_line(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                e2.lock().unwrap().push_str(&buf);
-                buf.clear();
-            }
-        });
+        let stderr = gather(child.stderr.take().unwrap());
         Tracer { child, lines, stderr, header: String::new(), stopped: false }
     }
 
@@ -222,6 +209,11 @@ impl Tracer {
 
     /// SIGINT, wait for exit; returns the status and everything on stderr.
     pub fn stop(mut self) -> (ExitStatus, String) {
+        self.stop_here()
+    }
+
+    /// [`Tracer::stop`], keeping the tracer's lines readable.
+    pub fn stop_here(&mut self) -> (ExitStatus, String) {
         self.signal(libc::SIGINT);
         let status = wait_timeout(&mut self.child, Duration::from_secs(10)).expect("tracer did not exit");
         self.stopped = true;
@@ -231,8 +223,7 @@ impl Tracer {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) of our child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        signal(&self.child, sig);
     }
 
     /// Stop and assert a clean exit with nothing on stderr (no loss, no
@@ -251,6 +242,27 @@ impl Tracer {
 pub fn only_skips(l: &str) -> bool {
     l.starts_with("tcptracer: lost 0 events in all: 0 in full buffers, 0 in the kernel")
         && l.ends_with(" 0 left uncommitted, 0 out of order")
+}
+
+/// Send `sig` to a child.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Collect a stream (a child's stderr) in a thread, line by line.
+pub fn gather(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let s = Arc::new(Mutex::new(String::new()));
+    let s2 = s.clone();
+    thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            s2.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    s
 }
 
 pub fn wait_timeout(child: &mut Child, t: Duration) -> Option<ExitStatus> {
@@ -473,7 +485,7 @@ pub fn conns_entries_for(tracer_pid: u32, pid: u32) -> usize {
     let ids: Vec<u32> =
         maps_of(tracer_pid).into_iter().filter(|m| (m.0, m.1, m.2) == (1, 8, VAL)).map(|m| m.3).collect();
     assert_eq!(ids.len(), 1, "expected one conns map among the tracer's fds");
-    let map = Map::from_id(ids[0], 8, VAL).unwrap();
+    let map = Map::from_id(ids[0]).unwrap();
     let mut n = 0;
     for k in map.keys().unwrap() {
         let mut v = [0u8; VAL as usize];
