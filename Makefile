@@ -1,8 +1,11 @@
 # tcptracer: `make run` builds and starts tracing (as root); `make test` runs every test.
 
 CARGO  ?= cargo
+# The static musl binary users get (build/static.sh), for ARCH.
+ARCH   ?= x86_64
+STATIC := target/$(ARCH)-unknown-linux-musl/release/tcptracer
+# Test binaries (static glibc, for the VM guests).
 TARGET ?= x86_64-unknown-linux-gnu
-STATIC := target/$(TARGET)/release/tcptracer
 ARGS   ?=
 # vmtest: KERNEL=5.10|6.1|6.12 (empty: all three); BACKENDS: the suite runs once per backend.
 KERNEL   ?=
@@ -22,9 +25,11 @@ build:
 run: build
 	$(SUDO) ./target/release/tcptracer $(ARGS)
 
-# One static-pie binary (glibc, +crt-static; --target keeps RUSTFLAGS off build scripts).
+# One static musl binary: rustup's musl target if installed, else Debian's
+# rustc-web/cargo-web/rust-web-src + musl-tools + libunwind-14-dev (std built
+# from source). See build/static.sh.
 static:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(TARGET)
+	build/static.sh $(ARCH)
 	@ls -l $(STATIC)
 
 unit:
@@ -43,8 +48,9 @@ test: static
 # The root integration suite (tests/trace.rs, tests/loader.rs, static builds) in QEMU
 # guests booting Debian's 5.10, 6.1 and 6.12 cloud kernels, once per backend; prints a
 # kernel | backend | PASS/FAIL | seconds table and fails if any cell fails. See vm/README.md.
-vmtest:
-	CARGO="$(CARGO)" TARGET=$(TARGET) BACKENDS="$(BACKENDS)" vm/vmtest.sh $(KERNEL)
+vmtest: static
+	CARGO="$(CARGO)" TARGET=$(TARGET) BACKENDS="$(BACKENDS)" TCPTRACER_VM_BIN=$(abspath $(STATIC)) \
+		vm/vmtest.sh $(KERNEL)
 
 # Download (or, with TCPTRACER_VM_REFRESH=1, update) the cached guest kernels.
 vmkernels:

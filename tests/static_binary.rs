@@ -1,5 +1,6 @@
-//! `make static` builds a static-pie binary: no interpreter, no shared
-//! libraries. `make test` passes its path in TCPTRACER_STATIC_BIN.
+//! `make static` builds a static musl binary: no interpreter, no shared
+//! libraries, no dynamic section at all. `make test` passes its path in
+//! TCPTRACER_STATIC_BIN.
 
 use object::elf::{DT_NEEDED, PT_INTERP};
 use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
@@ -20,7 +21,9 @@ fn static_build_has_no_interpreter_and_no_needed_libraries() {
         }
     }
     assert_eq!(needed, 0, "{path} needs shared libraries");
-    assert_eq!(elf.elf_header().e_type(e), object::elf::ET_DYN, "static-pie is ET_DYN");
+    let dynamic = elf.elf_program_headers().iter().any(|ph| ph.p_type(e) == object::elf::PT_DYNAMIC);
+    assert!(!dynamic, "{path} has a dynamic section (static-pie or dynamic): not the musl build");
+    assert_eq!(elf.elf_header().e_type(e), object::elf::ET_EXEC, "a plain static executable");
     // And it runs.
     let out = std::process::Command::new(&path).arg("--help").output().unwrap();
     assert!(out.status.success());

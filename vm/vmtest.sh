@@ -17,6 +17,8 @@
 #   TCPTRACER_VM_TIMEOUT    seconds per boot before QEMU is killed
 #                           (default 60 + 2 x backends x cell timeout)
 #   TCPTRACER_VM_NOBUILD=1  reuse the binaries from the last build
+#   TCPTRACER_VM_BIN        the tcptracer the guests run (make vmtest: the static
+#                           musl binary; default: the static glibc build of TARGET)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +37,9 @@ BOOT_TIMEOUT=${TCPTRACER_VM_TIMEOUT:-$((60 + 4 * nb * CELL_TIMEOUT))}
 if [ $# -gt 0 ]; then KERNELS="$*"; else KERNELS=${KERNELS:-5.10 6.1 6.12}; fi
 BUSYBOX=${TCPTRACER_VM_BUSYBOX:-/bin/busybox}
 REL=target/$TARGET/release
+# The tcptracer the guests run: `make vmtest` passes the static musl binary;
+# without it, the static glibc build of TARGET.
+BIN=${TCPTRACER_VM_BIN:-$ROOT/$REL/tcptracer}
 
 die() { echo "vm/vmtest: $*" >&2; exit 2; }
 log() { echo "vm/vmtest: $*" >&2; }
@@ -70,7 +75,7 @@ LOADER=$(test_exe loader)
 FEATURES=$(test_exe features)
 LIBRARY=$(test_exe library)
 RACES=$(test_exe races)
-for f in "$REL/tcptracer" "$REL/examples/qexit" "$TRACE" "$LOADER" "$FEATURES" "$LIBRARY" "$RACES"; do
+for f in "$BIN" "$REL/examples/qexit" "$TRACE" "$LOADER" "$FEATURES" "$LIBRARY" "$RACES"; do
     [ -n "$f" ] && [ -x "$f" ] || die "missing build output '$f'"
     is_static "$f" || die "$f is not statically linked"
 done
@@ -81,7 +86,7 @@ rm -rf "$stage"
 mkdir -p "$stage"/{bin,tests,dev,proc,sys,tmp,root,etc}
 cp "$BUSYBOX" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
-cp "$REL/tcptracer" "$stage/bin/tcptracer"
+cp "$BIN" "$stage/bin/tcptracer"
 cp "$REL/examples/qexit" "$stage/bin/qexit"
 cp tests/kernel_log.sh "$stage/bin/kernel_log"
 cp "$TRACE" "$stage/tests/trace"

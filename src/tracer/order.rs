@@ -13,6 +13,9 @@
 
 use super::event::Event;
 
+/// Held events' room kept after a backlog (104 KiB).
+const SHRINK_ABOVE: usize = 1024;
+
 #[derive(Debug, Default)]
 pub struct Reorder {
     pending: Vec<Event>,
@@ -58,8 +61,9 @@ impl Reorder {
         self.pending.drain(..n);
         // After a backlog (a reader behind by whole rings): give the memory back.
         let cap = self.pending.capacity();
-        if cap > 8192 && self.pending.len() < cap / 8 {
+        if cap > SHRINK_ABOVE && self.pending.len() < cap / 8 {
             self.pending.shrink_to(cap / 4);
+            super::writer::trim();
         }
         n
     }

@@ -168,7 +168,7 @@ impl Writer {
 /// Queued bytes past which, once the queue is empty again, the freed
 /// memory is handed back to the kernel (a stall must not leave the process
 /// that much bigger).
-const TRIM_AFTER: usize = 1 << 20;
+const TRIM_AFTER: usize = 256 << 10;
 
 fn run(fd: RawFd, rx: Receiver<Chunk>, s: &Shared, on_failed: &dyn Fn()) {
     let give_up = || s.abandon.load(Ordering::Acquire);
@@ -198,7 +198,8 @@ fn run(fd: RawFd, rx: Receiver<Chunk>, s: &Shared, on_failed: &dyn Fn()) {
     s.ended.notify_all();
 }
 
-fn trim() {
+/// Hand freed heap memory back to the kernel.
+pub(crate) fn trim() {
     // SAFETY: malloc_trim has no preconditions (glibc; musl returns freed
     // memory by itself).
     #[cfg(target_env = "gnu")]
