@@ -9,3 +9,9 @@ pub mod btf;
 pub mod loader;
 pub mod perf;
 pub mod tracer;
+
+// x86-64 only so far: the kprobe backend reads x86's `pt_regs`, and the slot
+// rings and the owner/mark fence rely on x86's store order. Elsewhere the
+// build fails rather than yield a tracer that is silently wrong.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("tcptracer supports x86_64 only so far: its kprobes read x86 pt_regs and its rings rely on x86 store order");

@@ -590,12 +590,27 @@ fn main() {
             tracer.late(),
             tracer.closes_at_destroy()
         );
+        for e in tracer.claimed_closes() {
+            note!(
+                "deferred close claimed by an accept: pid {} {}:{} -> {}:{} socket {}",
+                e.pid,
+                e.saddr(),
+                e.sport,
+                e.daddr(),
+                e.dport,
+                e.sock
+            );
+        }
         for p in tracer.prog_stats() {
             let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };
             note!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);
         }
     }
     let late = tracer.late();
+    let unaccounted = tracer.unaccounted();
+    if unaccounted != 0 {
+        note!("tcptracer: {unaccounted} events read from the rings and not accounted for (a bug: please report)");
+    }
     let t = Instant::now();
     drop(tracer);
     if cfg.debug {

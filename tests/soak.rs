@@ -213,7 +213,8 @@ fn soak(args: &[&str]) {
     assert!(errors.is_empty() && summary.len() == 1, "the tracer reported losses or errors: {errors:?}");
     let (c, a, x) = (n.kinds.get(&'C').copied(), n.kinds.get(&'A').copied(), n.kinds.get(&'X').copied());
     let (c, a, x) = (c.unwrap_or(0), a.unwrap_or(0), x.unwrap_or(0));
-    let keep = || format!("output kept in {}; {deferred}; notes: {notes:?}", out.display());
+    let claimed: Vec<&str> = stderr.lines().filter(|l| l.starts_with("deferred close claimed")).collect();
+    let keep = || format!("output kept in {}; {deferred}; {claimed:?}; notes: {notes:?}", out.display());
     assert_eq!(c, total.established, "one C per established connection ({})", keep());
     // A connection the client resets before the server accepts it is, for the
     // server, neither accepted nor closed: it has no A and no X.

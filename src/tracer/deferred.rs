@@ -31,7 +31,12 @@ pub struct Deferred {
     /// Sockets of the last [`RECENT`] X (the X of a claimed close may come
     /// before the pending one: they come through different rings).
     recent: std::collections::VecDeque<u64>,
+    /// The first [`CLAIMED_KEPT`] pending X dropped as claimed (--debug
+    /// lists them: a missing X can be looked up there).
+    pub claimed: Vec<Event>,
 }
+
+const CLAIMED_KEPT: usize = 64;
 
 const RECENT: usize = 1024;
 
@@ -50,7 +55,7 @@ impl Deferred {
         e.kind = Some(Kind::Close);
         self.stats.deferred += 1;
         if self.recent.contains(&e.sock) {
-            self.stats.by_accept += 1;
+            self.claim(e);
         } else {
             self.pending.push(e);
         }
@@ -62,10 +67,9 @@ impl Deferred {
         if sock == 0 {
             return;
         }
-        if !self.pending.is_empty() {
-            let n = self.pending.len();
-            self.pending.retain(|p| p.sock != sock);
-            self.stats.by_accept += (n - self.pending.len()) as u64;
+        while let Some(i) = self.pending.iter().position(|p| p.sock == sock) {
+            let e = self.pending.remove(i);
+            self.claim(e);
         }
         if self.recent.len() == RECENT {
             self.recent.pop_front();
@@ -87,19 +91,37 @@ impl Deferred {
     /// Settle every pending X older than `now - SETTLE_NS` (all of them
     /// with `all`): claim its mark; `out` gets those we claimed.
     pub fn settle(&mut self, now: u64, all: bool, marks: &Map, out: &mut dyn FnMut(Event)) {
+        let mut claimed = Vec::new();
+        let stats = &mut self.stats;
         self.pending.retain(|e| {
             if !all && e.ts_ns.saturating_add(SETTLE_NS) > now {
                 return true;
             }
             // Deleted here: ours to report. Gone: an accept claimed it.
             if matches!(marks.delete(&e.sock.to_ne_bytes()), Ok(true)) {
-                self.stats.settled += 1;
+                stats.settled += 1;
                 out(*e);
             } else {
-                self.stats.by_accept += 1;
+                claimed.push(*e);
             }
             false
         });
+        for e in claimed {
+            self.claim(e);
+        }
+    }
+
+    /// A pending X an accept claimed (it reports the X itself).
+    fn claim(&mut self, e: Event) {
+        self.stats.by_accept += 1;
+        if self.claimed.len() < CLAIMED_KEPT {
+            self.claimed.push(e);
+        }
+    }
+
+    /// Pending X not settled yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Once per [`SWEEP_NS`]: delete marks seen at the last sweep too and
@@ -119,5 +141,40 @@ impl Deferred {
             }
         }
         self.seen = keys;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracer::event::{encode, EVENT_SIZE};
+
+    fn x(sock: u64, ts: u64) -> Event {
+        let mut b = [0u8; EVENT_SIZE];
+        b[49] = 4;
+        let mut e = Event::decode(&b).unwrap();
+        (e.sock, e.ts_ns) = (sock, ts);
+        Event::decode(&encode(&e)).unwrap()
+    }
+
+    #[test]
+    fn a_claimed_close_is_counted_once_and_kept_for_debug() {
+        let mut d = Deferred::default();
+        // The accept's X first, then the pending one: claimed on arrival.
+        d.closed(7);
+        d.add(x(7, 10));
+        // The pending one first, then the accept's X.
+        d.add(x(8, 20));
+        assert_eq!(d.pending(), 1);
+        assert_eq!(d.oldest(|_| true), Some(20));
+        d.closed(8);
+        // An X of another socket claims nothing.
+        d.add(x(9, 30));
+        d.closed(10);
+        assert_eq!(d.pending(), 1);
+        assert_eq!(d.stats, DeferredStats { deferred: 3, by_accept: 2, settled: 0, swept: 0 });
+        let socks: Vec<u64> = d.claimed.iter().map(|e| e.sock).collect();
+        assert_eq!(socks, [7, 8]);
+        assert!(d.claimed.iter().all(|e| e.kind == Some(Kind::Close)));
     }
 }

@@ -282,6 +282,12 @@ pub struct Tracer {
     /// Newest stamp handed out, and events handed out after a newer one.
     last_out: u64,
     late: u64,
+    /// Events read from the rings, handed out, and settled closes not
+    /// printable (their task unknown under a task filter): see
+    /// [`Tracer::unaccounted`].
+    read: u64,
+    handed_out: u64,
+    unprintable: u64,
     /// Records read that held no event (never expected: counted as lost).
     undecodable: u64,
     /// kprobe hits missed, as counted when the kprobes were detached.
@@ -596,6 +602,9 @@ impl Tracer {
             on_task: cfg.filters.on_task(),
             last_out: 0,
             late: 0,
+            read: 0,
+            handed_out: 0,
+            unprintable: 0,
             undecodable: 0,
             kprobe_missed_at_detach: None,
         })
@@ -669,9 +678,13 @@ impl Tracer {
                     continue;
                 }
                 let (held, deferred, bad) = (&mut self.held, &mut self.deferred, &mut self.undecodable);
+                let read = &mut self.read;
                 let (_, r) = self.reader.drain_ring(i, PER_PASS, &mut |r| match r {
                     Record::Sample(b) => match take(held, deferred, b) {
-                        Some(ts) => *last = ts,
+                        Some(ts) => {
+                            *last = ts;
+                            *read += 1;
+                        }
                         None => *bad += 1,
                     },
                     Record::Lost(n) => on_lost(n),
@@ -705,10 +718,12 @@ impl Tracer {
             let (mut more, mut bound) = (false, now);
             for i in 0..self.bounds.len() {
                 let (held, deferred, bad) = (&mut self.held, &mut self.deferred, &mut self.undecodable);
+                let read = &mut self.read;
                 let d = self.reader.drain_slot_ring(i, PER_PASS, &mut |r| {
                     if let Record::Sample(b) = r {
-                        if take(held, deferred, b).is_none() {
-                            *bad += 1;
+                        match take(held, deferred, b) {
+                            Some(_) => *read += 1,
+                            None => *bad += 1,
                         }
                     }
                 });
@@ -728,11 +743,12 @@ impl Tracer {
     /// Settle deferred closes that waited long enough, then hand out held
     /// events stamped at or before `cutoff` and before any deferred close.
     fn settle_and_release(&mut self, now: u64, cutoff: u64, on_event: &mut dyn FnMut(&Event)) -> usize {
-        let on_task = self.on_task;
-        let held = &mut self.held;
+        let (on_task, held, unprintable) = (self.on_task, &mut self.held, &mut self.unprintable);
         self.deferred.settle(now, false, &self.marks, &mut |e| {
             if printable(on_task, &e) {
                 held.push(e);
+            } else {
+                *unprintable += 1;
             }
         });
         self.deferred.sweep(now, &self.marks);
@@ -747,14 +763,31 @@ impl Tracer {
     /// that come after a newer one.
     fn release(&mut self, cutoff: u64, on_event: &mut dyn FnMut(&Event)) -> usize {
         let (last, late) = (&mut self.last_out, &mut self.late);
-        self.held.release(cutoff, &mut |e| {
+        let n = self.held.release(cutoff, &mut |e| {
             if e.ts_ns < *last {
                 *late += 1;
             } else {
                 *last = e.ts_ns;
             }
             on_event(e)
-        })
+        });
+        self.handed_out += n as u64;
+        n
+    }
+
+    /// Events read from the rings and neither handed out, nor claimed (a
+    /// deferred close whose accept reported it), nor settled unprintable,
+    /// nor still held: 0 unless the reader has a bug. (Settled closes
+    /// come from events read, one each.)
+    pub fn unaccounted(&self) -> i64 {
+        let kept = self.held.len() + self.deferred.pending();
+        let d = &self.deferred.stats;
+        self.read as i64 - (self.handed_out + d.by_accept + self.unprintable + kept as u64) as i64
+    }
+
+    /// Deferred closes dropped as claimed by an accept (the first 64).
+    pub fn claimed_closes(&self) -> &[Event] {
+        &self.deferred.claimed
     }
 
     /// In how many ms (1 to 100) held events may be handed out or a
@@ -806,11 +839,13 @@ impl Tracer {
     /// Hand out every held event and every deferred close not claimed by an
     /// accept (at the end of tracing).
     pub fn flush(&mut self, on_event: &mut dyn FnMut(&Event)) -> usize {
-        let (on_task, held) = (self.on_task, &mut self.held);
+        let (on_task, held, unprintable) = (self.on_task, &mut self.held, &mut self.unprintable);
         let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
         self.deferred.settle(now, true, &self.marks, &mut |e| {
             if printable(on_task, &e) {
                 held.push(e);
+            } else {
+                *unprintable += 1;
             }
         });
         self.release(u64::MAX, on_event)
