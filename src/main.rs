@@ -603,7 +603,13 @@ fn main() {
         }
         for p in tracer.prog_stats() {
             let avg = if p.run_cnt > 0 { p.run_time_ns as f64 / p.run_cnt as f64 } else { 0.0 };
-            note!("prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1}", p.name, p.run_cnt, p.run_time_ns);
+            note!(
+                "prog {}: run_cnt {} run_time_ns {} avg_ns {avg:.1} skipped {}",
+                p.name,
+                p.run_cnt,
+                p.run_time_ns,
+                p.recursion_misses
+            );
         }
     }
     let late = tracer.late();

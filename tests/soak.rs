@@ -213,7 +213,10 @@ fn soak(args: &[&str]) {
     assert!(errors.is_empty() && summary.len() == 1, "the tracer reported losses or errors: {errors:?}");
     let (c, a, x) = (n.kinds.get(&'C').copied(), n.kinds.get(&'A').copied(), n.kinds.get(&'X').copied());
     let (c, a, x) = (c.unwrap_or(0), a.unwrap_or(0), x.unwrap_or(0));
-    let claimed: Vec<&str> = stderr.lines().filter(|l| l.starts_with("deferred close claimed")).collect();
+    let claimed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("deferred close claimed") || l.starts_with("prog "))
+        .collect();
     let keep = || format!("output kept in {}; {deferred}; {claimed:?}; notes: {notes:?}", out.display());
     assert_eq!(c, total.established, "one C per established connection ({})", keep());
     // A connection the client resets before the server accepts it is, for the
