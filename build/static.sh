@@ -17,6 +17,8 @@ esac
 target=$arch-unknown-linux-musl
 
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    # Without it the target links a static-pie (a dynamic section).
+    export RUSTFLAGS="${RUSTFLAGS:-} -C relocation-model=static"
     exec cargo build --release --target "$target"
 fi
 

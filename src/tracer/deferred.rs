@@ -5,10 +5,31 @@
 //! reported it after its A) or [`SETTLE_NS`] passed: then we claim the mark
 //! ourselves (deleting it: only one side can) and print the X as it came,
 //! in its place. A mark whose pending event was lost (a full ring) is
-//! swept after two sweeps of seeing it.
+//! swept after two sweeps of seeing it; should its pending X come after
+//! all (a reader late by a sweep), the sweep deleted the mark, so the X is
+//! ours to print: swept keys are remembered for that.
 
 use super::event::{Event, Kind};
 use crate::loader::Map;
+use std::collections::VecDeque;
+
+/// The kernel's `marks` map as the settling needs it (a set in tests).
+pub trait Marks {
+    /// Delete `key`: true if it was there (and so is ours now).
+    fn take(&self, key: u64) -> bool;
+    /// The keys present (None: could not be read).
+    fn keys(&self) -> Option<Vec<u64>>;
+}
+
+impl Marks for Map {
+    fn take(&self, key: u64) -> bool {
+        matches!(self.delete(&key.to_ne_bytes()), Ok(true))
+    }
+    fn keys(&self) -> Option<Vec<u64>> {
+        let keys = Map::keys(self).ok()?;
+        Some(keys.iter().filter_map(|k| Some(u64::from_ne_bytes(k[..].try_into().ok()?))).collect())
+    }
+}
 
 /// How long a deferred X waits for an accept to claim it: the time from
 /// the socket's graft in `accept()` to the syscall's return, with room for
@@ -30,7 +51,9 @@ pub struct Deferred {
     pub stats: DeferredStats,
     /// Sockets of the last [`RECENT`] X (the X of a claimed close may come
     /// before the pending one: they come through different rings).
-    recent: std::collections::VecDeque<u64>,
+    recent: VecDeque<u64>,
+    /// Keys of the last [`RECENT`] marks the sweep deleted.
+    swept: VecDeque<u64>,
     /// The first [`CLAIMED_KEPT`] pending X dropped as claimed (--debug
     /// lists them: a missing X can be looked up there).
     pub claimed: Vec<Event>,
@@ -90,15 +113,17 @@ impl Deferred {
 
     /// Settle every pending X older than `now - SETTLE_NS` (all of them
     /// with `all`): claim its mark; `out` gets those we claimed.
-    pub fn settle(&mut self, now: u64, all: bool, marks: &Map, out: &mut dyn FnMut(Event)) {
+    pub fn settle(&mut self, now: u64, all: bool, marks: &dyn Marks, out: &mut dyn FnMut(Event)) {
         let mut claimed = Vec::new();
-        let stats = &mut self.stats;
+        let (stats, swept) = (&mut self.stats, &mut self.swept);
         self.pending.retain(|e| {
             if !all && e.ts_ns.saturating_add(SETTLE_NS) > now {
                 return true;
             }
-            // Deleted here: ours to report. Gone: an accept claimed it.
-            if matches!(marks.delete(&e.sock.to_ne_bytes()), Ok(true)) {
+            // Deleted here (or by our sweep): ours to report. Gone: an
+            // accept claimed it.
+            let ours = marks.take(e.sock) || take_swept(swept, e.sock);
+            if ours {
                 stats.settled += 1;
                 out(*e);
             } else {
@@ -126,21 +151,34 @@ impl Deferred {
 
     /// Once per [`SWEEP_NS`]: delete marks seen at the last sweep too and
     /// not pending (their pending X never came).
-    pub fn sweep(&mut self, now: u64, marks: &Map) {
+    pub fn sweep(&mut self, now: u64, marks: &dyn Marks) {
         if now < self.last_sweep.saturating_add(SWEEP_NS) {
             return;
         }
         self.last_sweep = now;
-        let Ok(keys) = marks.keys() else { return };
-        let keys: Vec<u64> =
-            keys.iter().filter_map(|k| Some(u64::from_ne_bytes(k[..].try_into().ok()?))).collect();
+        let Some(keys) = marks.keys() else { return };
         for &k in &keys {
             let stale = self.seen.contains(&k) && !self.pending.iter().any(|e| e.sock == k);
-            if stale && matches!(marks.delete(&k.to_ne_bytes()), Ok(true)) {
+            if stale && marks.take(k) {
                 self.stats.swept += 1;
+                if self.swept.len() == RECENT {
+                    self.swept.pop_front();
+                }
+                self.swept.push_back(k);
             }
         }
         self.seen = keys;
+    }
+}
+
+/// Whether our sweep deleted `key`'s mark (forgotten once asked).
+fn take_swept(swept: &mut VecDeque<u64>, key: u64) -> bool {
+    match swept.iter().position(|&k| k == key) {
+        Some(i) => {
+            swept.remove(i);
+            true
+        }
+        None => false,
     }
 }
 
@@ -155,6 +193,54 @@ mod tests {
         let mut e = Event::decode(&b).unwrap();
         (e.sock, e.ts_ns) = (sock, ts);
         Event::decode(&encode(&e)).unwrap()
+    }
+
+    /// `marks` in memory.
+    #[derive(Default)]
+    struct Set(std::cell::RefCell<Vec<u64>>);
+
+    impl Marks for Set {
+        fn take(&self, key: u64) -> bool {
+            let mut v = self.0.borrow_mut();
+            let had = v.contains(&key);
+            v.retain(|&k| k != key);
+            had
+        }
+        fn keys(&self) -> Option<Vec<u64>> {
+            Some(self.0.borrow().clone())
+        }
+    }
+
+    fn settled(d: &mut Deferred, now: u64, marks: &Set) -> Vec<u64> {
+        let mut out = Vec::new();
+        d.settle(now, false, marks, &mut |e| out.push(e.sock));
+        out
+    }
+
+    #[test]
+    fn a_close_whose_mark_was_swept_before_it_came_is_still_printed() {
+        let (mut d, marks) = (Deferred::default(), Set::default());
+        // Socket 5's mark is made; its pending X is late on its way here.
+        marks.0.borrow_mut().push(5);
+        d.sweep(SWEEP_NS, &marks);
+        d.sweep(2 * SWEEP_NS, &marks);
+        assert!(marks.0.borrow().is_empty(), "swept after two sweeps");
+        assert_eq!(d.stats.swept, 1);
+        // It comes: it is ours (the sweep deleted the mark, no accept did).
+        let now = 2 * SWEEP_NS + 1;
+        d.add(x(5, now));
+        assert_eq!(settled(&mut d, now + SETTLE_NS, &marks), [5]);
+        assert_eq!(d.stats.settled, 1);
+        assert_eq!(d.stats.by_accept, 0);
+        // An accept's claim (mark gone, not swept by us) stays a claim.
+        d.add(x(6, now));
+        assert_eq!(settled(&mut d, now + SETTLE_NS, &marks), Vec::<u64>::new());
+        assert_eq!(d.stats.by_accept, 1);
+        // And our own mark, still there, is ours.
+        marks.0.borrow_mut().push(7);
+        d.add(x(7, now));
+        assert_eq!(settled(&mut d, now + SETTLE_NS - 1, &marks), Vec::<u64>::new(), "not due yet");
+        assert_eq!(settled(&mut d, now + SETTLE_NS, &marks), [7]);
     }
 
     #[test]
