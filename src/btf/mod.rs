@@ -2,7 +2,7 @@
 //! function prototypes from `/sys/kernel/btf/vmlinux` (or a vmlinux ELF's
 //! `.BTF` section, or module split BTF).
 //!
-//! Design (see `shared/notes/loader-gotchas.md` §2.4):
+//! Design:
 //! - Loading does one linear pass over the type section that records the byte
 //!   offset of every type (`Vec<u32>`) and checks that each type's trailing
 //!   data fits. Nothing else is decoded up front; no name map is built.
