@@ -35,13 +35,15 @@ static:
 unit:
 	$(CARGO) test --lib
 
-# Unit tests, the root integration tests against the static binary users get on
+# Unit tests (the library's root-only ones are #[ignore]d: run here, as root), the
+# root integration tests against the static binary users get on
 # this kernel, then the same suite in QEMU guests (5.10, 6.1, 6.12) per backend.
 # A WARNING/BUG/Oops in the kernel log or a new taint flag fails the run.
 test: static
 	@mkdir -p target
 	tests/kernel_log.sh mark target/kernel-log.mark
 	TCPTRACER_BIN=$(abspath $(STATIC)) TCPTRACER_STATIC_BIN=$(abspath $(STATIC)) $(CARGO) test
+	$(CARGO) test --lib -- --ignored
 	tests/kernel_log.sh check target/kernel-log.mark "host tests"
 	$(MAKE) vmtest
 
