@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 type R<T> = Result<T, String>;
 
-const BPFTRACE_SCRIPT: &str = include_str!("../bench/cax.bt");
+const BPFTRACE_SCRIPT: &str = include_str!("../../bench/cax.bt");
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 // ------------------------------------------------------------------ cleanup
