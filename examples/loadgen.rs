@@ -1,4 +1,4 @@
-//! Loopback TCP load for the benchmark (`make bench`, `examples/bench.rs`).
+//! Loopback TCP load for the benchmark (`make bench`, `examples/bench/`).
 //!
 //! N client threads each connect to their own listener (served by its own
 //! accepting thread), wait for the server to close, and close in turn: every
