@@ -1,51 +1,117 @@
 //! The event record the BPF programs write, and its decoder.
 //!
-//! Layout (104 bytes, little-endian, written by `probes/`):
-//! ```text
-//!  0 u64 ts_ns      CLOCK_MONOTONIC
-//!  8 u32 tid        } the task: copied as one block from the `conns`
-//! 12 u32 pid        } value, whose layout is the same (pid_tgid, uid_gid,
-//! 16 u32 uid        } cgroup, comm); pid 0 when unknown, uid/gid
-//! 20 u32 gid        } u32::MAX when unknown, uid/gid/cgroup 0 when
-//! 24 u64 cgroup     } not collected (Config::task_ids off)
-//! 32 [u8;16] comm   NUL-padded
-//! 48 u8  kind       1 connect, 2 accept, 3 close, 4 failed connect
-//! 49 u8  ip         4 or 6
-//! 50 u16 sport      host order
-//! 52 u16 dport      network order (skc_dport)
-//! 54 u16 error      sk_err of a failed connect (errno), else 0
-//! 56 u32 netns      inode number of the socket's network namespace
-//! 60 u32 (zero)
-//! 64 [u8;16] saddr  IPv4 in the first 4 bytes
-//! 80 [u8;16] daddr
-//! 96 u64 sock       the socket's inode number (`socket:[N]` in
-//!                   /proc/PID/fd), where the program read it, else 0
-//! ```
+//! [`RawEvent`] is the one description of the layout: the BPF side takes
+//! its offsets from it (`off::*`), the decoder reads its fields.
 
-pub const EVENT_SIZE: usize = 104;
+use std::mem::{offset_of, size_of};
+
+/// The record as the programs write it: 104 bytes, the kernel's byte order
+/// (little-endian: x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawEvent {
+    /// CLOCK_MONOTONIC, ns.
+    pub ts_ns: u64,
+    // tid..comm is the task block: copied as one block from the `conns`
+    // value, whose layout is the same (pid_tgid, uid_gid, cgroup, comm);
+    // pid 0 when unknown, uid/gid u32::MAX when unknown, uid/gid/cgroup 0
+    // when not collected (`Filters::task_ids` off).
+    pub tid: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup: u64,
+    /// NUL-padded.
+    pub comm: [u8; 16],
+    /// A [`Kind`], or [`KIND_PENDING`].
+    pub kind: u8,
+    /// 4 or 6.
+    pub ip: u8,
+    /// Host order.
+    pub sport: u16,
+    /// Network order (skc_dport).
+    pub dport: u16,
+    /// sk_err of a failed connect (errno), else 0.
+    pub error: u16,
+    /// Inode number of the socket's network namespace.
+    pub netns: u32,
+    /// Zero.
+    pub pad: u32,
+    /// IPv4 in the first 4 bytes.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// The socket's inode number (`socket:[N]` in /proc/PID/fd), where the
+    /// program read it, else 0.
+    pub sock: u64,
+}
+
+pub const EVENT_SIZE: usize = size_of::<RawEvent>();
+
+// The layout is an ABI between the programs and every reader: pin it, and
+// that it has no padding (every byte is a field, so any bytes are a valid
+// `RawEvent` and a `RawEvent` is all initialised bytes).
+const _: () = {
+    assert!(EVENT_SIZE == 104);
+    assert!(offset_of!(RawEvent, ts_ns) == 0);
+    assert!(offset_of!(RawEvent, tid) == 8);
+    assert!(offset_of!(RawEvent, pid) == 12);
+    assert!(offset_of!(RawEvent, uid) == 16);
+    assert!(offset_of!(RawEvent, gid) == 20);
+    assert!(offset_of!(RawEvent, cgroup) == 24);
+    assert!(offset_of!(RawEvent, comm) == 32);
+    assert!(offset_of!(RawEvent, kind) == 48);
+    assert!(offset_of!(RawEvent, ip) == 49);
+    assert!(offset_of!(RawEvent, sport) == 50);
+    assert!(offset_of!(RawEvent, dport) == 52);
+    assert!(offset_of!(RawEvent, error) == 54);
+    assert!(offset_of!(RawEvent, netns) == 56);
+    assert!(offset_of!(RawEvent, pad) == 60);
+    assert!(offset_of!(RawEvent, saddr) == 64);
+    assert!(offset_of!(RawEvent, daddr) == 80);
+    assert!(offset_of!(RawEvent, sock) == 96);
+};
+
+impl RawEvent {
+    /// The record at the start of `b`, if it is long enough.
+    pub fn from_bytes(b: &[u8]) -> Option<RawEvent> {
+        let b: [u8; EVENT_SIZE] = b.get(..EVENT_SIZE)?.try_into().ok()?;
+        // SAFETY: every field is an integer or a byte array and there is no
+        // padding (checked above): any 104 bytes are a valid RawEvent.
+        Some(unsafe { std::mem::transmute::<[u8; EVENT_SIZE], RawEvent>(b) })
+    }
+
+    pub fn to_bytes(self) -> [u8; EVENT_SIZE] {
+        // SAFETY: no padding (checked above): all 104 bytes are initialised.
+        unsafe { std::mem::transmute::<RawEvent, [u8; EVENT_SIZE]>(self) }
+    }
+}
 
 /// Kind byte of a deferred X (see `probes/owner.rs`): the tracer holds it
 /// until an accept claims the close, or prints it as an X.
 pub(crate) const KIND_PENDING: u8 = 5;
 
+/// Field offsets for the BPF side (stack offsets are i16).
 pub mod off {
-    pub const TS: i16 = 0;
-    pub const TID: i16 = 8;
-    pub const PID: i16 = 12;
-    pub const UID: i16 = 16;
-    pub const CGROUP: i16 = 24;
-    pub const COMM: i16 = 32;
+    use super::RawEvent;
+    use std::mem::offset_of;
+
+    pub const TS: i16 = offset_of!(RawEvent, ts_ns) as i16;
+    pub const TID: i16 = offset_of!(RawEvent, tid) as i16;
+    pub const PID: i16 = offset_of!(RawEvent, pid) as i16;
+    pub const UID: i16 = offset_of!(RawEvent, uid) as i16;
+    pub const CGROUP: i16 = offset_of!(RawEvent, cgroup) as i16;
+    pub const COMM: i16 = offset_of!(RawEvent, comm) as i16;
     /// Bytes [TASK, KIND) are the task block (same layout as `conns` values).
-    pub const TASK: i16 = 8;
-    pub const KIND: i16 = 48;
-    pub const IP: i16 = 49;
-    pub const SPORT: i16 = 50;
-    pub const DPORT: i16 = 52;
-    pub const ERROR: i16 = 54;
-    pub const NETNS: i16 = 56;
-    pub const SADDR: i16 = 64;
-    pub const DADDR: i16 = 80;
-    pub const SOCK: i16 = 96;
+    pub const TASK: i16 = TID;
+    pub const KIND: i16 = offset_of!(RawEvent, kind) as i16;
+    pub const IP: i16 = offset_of!(RawEvent, ip) as i16;
+    pub const SPORT: i16 = offset_of!(RawEvent, sport) as i16;
+    pub const DPORT: i16 = offset_of!(RawEvent, dport) as i16;
+    pub const ERROR: i16 = offset_of!(RawEvent, error) as i16;
+    pub const NETNS: i16 = offset_of!(RawEvent, netns) as i16;
+    pub const SADDR: i16 = offset_of!(RawEvent, saddr) as i16;
+    pub const DADDR: i16 = offset_of!(RawEvent, daddr) as i16;
+    pub const SOCK: i16 = offset_of!(RawEvent, sock) as i16;
 }
 
 /// uid/gid of an event whose task is unknown.
@@ -61,14 +127,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 4] = [Kind::Connect, Kind::Accept, Kind::Close, Kind::Failed];
+
     pub fn from_u8(v: u8) -> Option<Kind> {
-        match v {
-            1 => Some(Kind::Connect),
-            2 => Some(Kind::Accept),
-            3 => Some(Kind::Close),
-            4 => Some(Kind::Failed),
-            _ => None,
-        }
+        Kind::ALL.into_iter().find(|&k| k as u8 == v)
     }
 
     /// The long name: `connect`, `accept`, `close`, `failed`.
@@ -115,51 +177,36 @@ pub struct Event {
     pub sock: u64,
 }
 
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
-}
-
 impl Event {
     /// Decode a sample; `None` if it is too short or not IPv4/IPv6.
     pub fn decode(b: &[u8]) -> Option<Event> {
-        if b.len() < EVENT_SIZE {
-            return None;
-        }
-        let ip = b[49];
-        if ip != 4 && ip != 6 {
+        let r = RawEvent::from_bytes(b)?;
+        if r.ip != 4 && r.ip != 6 {
             return None;
         }
         Some(Event {
-            ts_ns: u64_at(b, 0),
-            tid: u32_at(b, 8),
-            pid: u32_at(b, 12),
-            uid: u32_at(b, 16),
-            gid: u32_at(b, 20),
-            cgroup: u64_at(b, 24),
-            comm: b[32..48].try_into().unwrap(),
-            kind: Kind::from_u8(b[48]),
-            ip,
-            sport: u16_at(b, 50),
-            dport: u16::from_be(u16_at(b, 52)),
-            error: u16_at(b, 54),
-            netns: u32_at(b, 56),
-            saddr: b[64..80].try_into().unwrap(),
-            daddr: b[80..96].try_into().unwrap(),
-            sock: u64_at(b, 96),
+            ts_ns: r.ts_ns,
+            tid: r.tid,
+            pid: r.pid,
+            uid: r.uid,
+            gid: r.gid,
+            cgroup: r.cgroup,
+            comm: r.comm,
+            kind: Kind::from_u8(r.kind),
+            ip: r.ip,
+            sport: r.sport,
+            dport: u16::from_be(r.dport),
+            error: r.error,
+            netns: r.netns,
+            saddr: r.saddr,
+            daddr: r.daddr,
+            sock: r.sock,
         })
     }
 
     /// Whether a sample is a deferred X (`KIND_PENDING`).
     pub(crate) fn is_pending(b: &[u8]) -> bool {
-        b.len() > 48 && b[48] == KIND_PENDING
+        b.get(off::KIND as usize) == Some(&KIND_PENDING)
     }
 
     /// The command name up to its first NUL.
@@ -190,24 +237,26 @@ fn ip_addr(ip: u8, a: &[u8; 16]) -> std::net::IpAddr {
 /// The encoder matching [`Event::decode`] (tests and fuzzing).
 #[doc(hidden)]
 pub fn encode(e: &Event) -> [u8; EVENT_SIZE] {
-    let mut b = [0u8; EVENT_SIZE];
-    b[0..8].copy_from_slice(&e.ts_ns.to_le_bytes());
-    b[8..12].copy_from_slice(&e.tid.to_le_bytes());
-    b[12..16].copy_from_slice(&e.pid.to_le_bytes());
-    b[16..20].copy_from_slice(&e.uid.to_le_bytes());
-    b[20..24].copy_from_slice(&e.gid.to_le_bytes());
-    b[24..32].copy_from_slice(&e.cgroup.to_le_bytes());
-    b[32..48].copy_from_slice(&e.comm);
-    b[48] = e.kind.map_or(9, |k| k as u8);
-    b[49] = e.ip;
-    b[50..52].copy_from_slice(&e.sport.to_le_bytes());
-    b[52..54].copy_from_slice(&e.dport.to_be_bytes());
-    b[54..56].copy_from_slice(&e.error.to_le_bytes());
-    b[56..60].copy_from_slice(&e.netns.to_le_bytes());
-    b[64..80].copy_from_slice(&e.saddr);
-    b[80..96].copy_from_slice(&e.daddr);
-    b[96..104].copy_from_slice(&e.sock.to_le_bytes());
-    b
+    RawEvent {
+        ts_ns: e.ts_ns,
+        tid: e.tid,
+        pid: e.pid,
+        uid: e.uid,
+        gid: e.gid,
+        cgroup: e.cgroup,
+        comm: e.comm,
+        kind: e.kind.map_or(9, |k| k as u8),
+        ip: e.ip,
+        sport: e.sport,
+        dport: e.dport.to_be(),
+        error: e.error,
+        netns: e.netns,
+        pad: 0,
+        saddr: e.saddr,
+        daddr: e.daddr,
+        sock: e.sock,
+    }
+    .to_bytes()
 }
 
 #[cfg(test)]

@@ -12,10 +12,21 @@
 //! whose X and destroy runs were both skipped, at this address, with the
 //! same remote port). The entry goes in any case.
 
+use super::fill::{fill_event, Sport, Tail, KIND_CLOSE};
+use super::frame::{exit0, CONN_IDENT, CONN_OPEN, CTX, FLAG, IDENT, KIND, OPEN, SK};
+use super::kernel::CLOSE;
+use super::output::{count, output};
 use super::owner::conns_call;
-use super::*;
-use crate::asm::{AsmError, Program};
-use output::count;
+use super::read::{read_sk, sock_access};
+use super::state::StateHook;
+use super::stats::STAT_CLOSE_AT_DESTROY;
+use super::task::owner_to_event;
+use super::{Filters, MapFds};
+use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Program, Reg, Size};
+use crate::tracer::offsets::{Field, SockOffsets};
+
+/// The socket's remote port, then its state for `fill_event` (CLOSE).
+const PORT: Reg = Reg::R9;
 
 pub fn destroy_program(
     so: &SockOffsets,
@@ -26,12 +37,12 @@ pub fn destroy_program(
     let mem = hook.mem();
     let mut a = Asm::new();
     let out = a.label();
-    a.mov64_reg(Reg::R6, Reg::R1);
+    a.mov64_reg(CTX, Reg::R1);
     let arg0 = match hook {
         StateHook::TpBtf | StateHook::Fentry => 0,
         StateHook::Kprobe { arg0, .. } => arg0 as i16,
     };
-    a.ldx(Size::DW, Reg::R7, Reg::R6, arg0);
+    a.ldx(Size::DW, SK, CTX, arg0);
     conns_call(&mut a, maps, Helper::MapLookupElem);
     a.jmp_imm(Jmp::Eq, Reg::R0, 0, out);
     owner_to_event(&mut a, Reg::R0);
@@ -44,16 +55,16 @@ pub fn destroy_program(
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.alu64_imm(Alu::And, Reg::R1, OPEN);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
-    read_sk(&mut a, mem, Reg::R9, Field { off: so.dport, size: 2, bits: None }, out);
+    read_sk(&mut a, mem, PORT, Field { off: so.dport, size: 2, bits: None }, out);
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.alu64_imm(Alu::And, Reg::R1, 0xffff);
-    a.jmp_reg(Jmp::Ne, Reg::R1, Reg::R9, out);
+    a.jmp_reg(Jmp::Ne, Reg::R1, PORT, out);
     count(&mut a, maps, STAT_CLOSE_AT_DESTROY);
-    a.mov64_imm(Reg::R8, KIND_CLOSE);
+    a.mov64_imm(KIND, KIND_CLOSE);
     // The port is no longer bound (skc_num is 0): inet_sport.
-    a.mov64_imm(Reg::R9, CLOSE);
+    a.mov64_imm(PORT, CLOSE);
     let acc = sock_access(&mut a, so, mem, out);
-    fill_event(&mut a, so, Tail { acc, sport: Sport::NumUnlessClose(Reg::R9), task_filters: true }, f, out);
+    fill_event(&mut a, so, Tail { acc, sport: Sport::NumUnlessClose(PORT), task_filters: true }, f, out);
     output(&mut a, maps);
     a.bind(out);
     exit0(&mut a);

@@ -20,23 +20,32 @@
 //! after its A), or, after a while, deletes the mark itself and prints the
 //! X (a connection older than the tracer).
 
-use super::output::count;
-use super::*;
+use super::fill::set_kind;
+use super::filters::task_filters;
+use super::frame::{stack_ptr, CONN_IDENT, CONN_OPEN, FLAG, IDENT, KEY, SK, TMP, VAL};
+use super::output::{count, count_failure};
+use super::read::probe_read;
+use super::stats::{STAT_CONN_UPDATE_FAILED, STAT_MARK_FAILED};
+use super::task::{owner_to_event, task_block};
+use super::{Filters, MapFds};
+use crate::asm::{Asm, Helper, Jmp, Label, Reg, Size};
+use crate::tracer::event::KIND_PENDING;
+use crate::tracer::offsets::SockOffsets;
 
-/// IDENT = the inode number of the `struct socket` of the sk in r7; go to
+/// IDENT = the inode number of the `struct socket` of the sock; go to
 /// `none` (IDENT 0) when the sock has none (it waits in an accept queue).
 pub(super) fn read_ident(a: &mut Asm, so: &SockOffsets, none: Label) {
     a.st(Size::DW, Reg::R10, IDENT, 0);
-    probe_read(a, TMP, 8, Reg::R7, so.sk_socket, none);
+    probe_read(a, TMP, 8, SK, so.sk_socket, none);
     a.ldx(Size::DW, Reg::R3, Reg::R10, TMP);
     a.jmp_imm(Jmp::Eq, Reg::R3, 0, none);
     probe_read(a, IDENT, 8, Reg::R3, so.socket_ino, none);
 }
 
-/// `h` on `map` with key = the sk in r7 (stored at KEY); an update takes
+/// `h` on `map` with key = the sock pointer (stored at KEY); an update takes
 /// its value from r10 + `val`.
 fn sk_map_call(a: &mut Asm, map: i32, h: Helper, val: i16) {
-    a.stx(Size::DW, Reg::R10, KEY, Reg::R7);
+    a.stx(Size::DW, Reg::R10, KEY, SK);
     a.ld_map_fd(Reg::R1, map);
     stack_ptr(a, Reg::R2, KEY);
     if h == Helper::MapUpdateElem {
@@ -46,29 +55,29 @@ fn sk_map_call(a: &mut Asm, map: i32, h: Helper, val: i16) {
     a.call(h);
 }
 
-/// `conns` helper call for the sk in r7; an update stores VAL.
+/// `conns` helper call for the sock; an update stores VAL.
 pub(super) fn conns_call(a: &mut Asm, maps: &MapFds, h: Helper) {
     sk_map_call(a, maps.conns, h, VAL);
 }
 
 /// VAL = the current task's block (pid_tgid in `pid_tgid`) and IDENT;
-/// conns[sk in r7] = VAL. A failure is counted.
+/// conns[sk] = VAL. A failure is counted.
 pub(super) fn remember_owner(a: &mut Asm, maps: &MapFds, pid_tgid: Reg, f: &Filters) {
     task_block(a, VAL, Some(pid_tgid), f);
     a.st(Size::DW, Reg::R10, VAL + CONN_OPEN, 0);
     record_owner(a, maps);
 }
 
-/// conns[sk in r7] = VAL, with IDENT as its identity (`open` set by the
+/// conns[sk] = VAL, with IDENT as its identity (`open` set by the
 /// caller). A failure is counted.
 pub(super) fn record_owner(a: &mut Asm, maps: &MapFds) {
     a.ldx(Size::DW, Reg::R1, Reg::R10, IDENT);
     a.stx(Size::DW, Reg::R10, VAL + CONN_IDENT, Reg::R1);
     conns_call(a, maps, Helper::MapUpdateElem);
-    output::count_failure(a, maps, STAT_CONN_UPDATE_FAILED);
+    count_failure(a, maps, STAT_CONN_UPDATE_FAILED);
 }
 
-/// r0 = the owner recorded for the sk in r7, if its identity is IDENT;
+/// r0 = the owner recorded for the sock, if its identity is IDENT;
 /// else go to `miss`.
 pub(super) fn lookup_owner(a: &mut Asm, maps: &MapFds, miss: Label) {
     conns_call(a, maps, Helper::MapLookupElem);

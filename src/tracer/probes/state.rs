@@ -1,9 +1,22 @@
 //! The state-change program: C on SYN_SENT→ESTABLISHED, X on the first
 //! closing move; with the tracepoint hook also the start of a connect.
 
+use super::fill::{fill_event, Sport, Tail, KIND_CLOSE, KIND_CONNECT, KIND_FAILED};
+use super::filters::{pid_filter, task_filters};
+use super::frame::{exit0, CONN_OPEN, CTX, FLAG, IDENT, KIND, OPEN, SK, TMP, VAL};
+use super::kernel::{CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, LAST_ACK, SYN_RECV, SYN_SENT};
+use super::output::output;
 use super::owner::{conns_call, defer, lookup_owner, read_ident, remember_owner, DEFER_KNOWN, DEFER_UNKNOWN};
-use super::*;
-use crate::asm::{AsmError, Program};
+use super::read::{check_tcp, probe_read, read_owned, read_sk, sock_access, Mem};
+use super::task::{current_to_event, owner_to_event, unknown_to_event};
+use super::{Filters, MapFds};
+use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Label, Program, Reg, Size};
+use crate::tracer::offsets::{Field, SockOffsets};
+
+/// The state before the move, until `KIND` replaces it.
+const OLD: Reg = KIND;
+/// The state after the move (pid_tgid where it is no longer needed).
+const NEW: Reg = Reg::R9;
 
 /// Where the state program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,25 +39,25 @@ impl StateHook {
     }
 }
 
-/// Registers after the prologue: r6 ctx, r7 sk, r8 old state, r9 new state.
+/// Registers after the prologue: CTX, SK, OLD, NEW.
 fn prologue(a: &mut Asm, so: &SockOffsets, hook: StateHook, out: Label) {
-    a.mov64_reg(Reg::R6, Reg::R1);
+    a.mov64_reg(CTX, Reg::R1);
     match hook {
         StateHook::TpBtf => {
-            a.ldx(Size::DW, Reg::R7, Reg::R6, 0);
-            a.ldx(Size::DW, Reg::R8, Reg::R6, 8);
-            a.ldx(Size::DW, Reg::R9, Reg::R6, 16);
+            a.ldx(Size::DW, SK, CTX, 0);
+            a.ldx(Size::DW, OLD, CTX, 8);
+            a.ldx(Size::DW, NEW, CTX, 16);
         }
         StateHook::Fentry => {
-            a.ldx(Size::DW, Reg::R7, Reg::R6, 0);
-            a.ldx(Size::DW, Reg::R9, Reg::R6, 8);
-            a.ldx(Size::B, Reg::R8, Reg::R7, so.state as i16);
+            a.ldx(Size::DW, SK, CTX, 0);
+            a.ldx(Size::DW, NEW, CTX, 8);
+            a.ldx(Size::B, OLD, SK, so.state as i16);
         }
         StateHook::Kprobe { arg0, arg1 } => {
-            a.ldx(Size::DW, Reg::R7, Reg::R6, arg0 as i16);
-            a.ldx(Size::DW, Reg::R9, Reg::R6, arg1 as i16);
-            probe_read(a, TMP, 1, Reg::R7, so.state, out);
-            a.ldx(Size::B, Reg::R8, Reg::R10, TMP);
+            a.ldx(Size::DW, SK, CTX, arg0 as i16);
+            a.ldx(Size::DW, NEW, CTX, arg1 as i16);
+            probe_read(a, TMP, 1, SK, so.state, out);
+            a.ldx(Size::B, OLD, Reg::R10, TMP);
         }
     }
     a.st(Size::DW, Reg::R10, IDENT, 0);
@@ -82,20 +95,20 @@ pub fn state_program(
     prologue(&mut a, so, hook, out);
     a.st(Size::W, Reg::R10, FLAG, 0);
     if hook == StateHook::TpBtf {
-        a.jmp32_imm(Jmp::Eq, Reg::R9, SYN_SENT, syn_sent);
+        a.jmp32_imm(Jmp::Eq, NEW, SYN_SENT, syn_sent);
     }
-    a.jmp32_imm(Jmp::Eq, Reg::R9, ESTABLISHED, established);
-    a.jmp32_imm(Jmp::Eq, Reg::R9, CLOSE, on_close);
-    a.jmp32_imm(Jmp::Eq, Reg::R9, FIN_WAIT1, closing);
-    a.jmp32_imm(Jmp::Eq, Reg::R9, LAST_ACK, closing);
+    a.jmp32_imm(Jmp::Eq, NEW, ESTABLISHED, established);
+    a.jmp32_imm(Jmp::Eq, NEW, CLOSE, on_close);
+    a.jmp32_imm(Jmp::Eq, NEW, FIN_WAIT1, closing);
+    a.jmp32_imm(Jmp::Eq, NEW, LAST_ACK, closing);
     a.ja(out);
 
     a.bind(on_close);
-    a.jmp32_imm(Jmp::Eq, Reg::R8, SYN_SENT, failed);
+    a.jmp32_imm(Jmp::Eq, OLD, SYN_SENT, failed);
     a.bind(closing);
-    a.jmp32_imm(Jmp::Eq, Reg::R8, ESTABLISHED, first_close);
-    a.jmp32_imm(Jmp::Eq, Reg::R8, CLOSE_WAIT, first_close);
-    a.jmp32_imm(Jmp::Eq, Reg::R8, SYN_RECV, syn_recv);
+    a.jmp32_imm(Jmp::Eq, OLD, ESTABLISHED, first_close);
+    a.jmp32_imm(Jmp::Eq, OLD, CLOSE_WAIT, first_close);
+    a.jmp32_imm(Jmp::Eq, OLD, SYN_RECV, syn_recv);
     a.ja(out);
 
     // A connect that never established: forget it, or report it (F)
@@ -107,7 +120,7 @@ pub fn state_program(
         lookup_owner(&mut a, maps, forget);
         owner_to_event(&mut a, Reg::R0);
         conns_call(&mut a, maps, Helper::MapDeleteElem);
-        a.mov64_imm(Reg::R8, KIND_FAILED);
+        a.mov64_imm(KIND, KIND_FAILED);
         a.ja(fill);
         a.bind(forget);
     }
@@ -117,20 +130,20 @@ pub fn state_program(
     if hook == StateHook::TpBtf {
         // CLOSE → SYN_SENT, in the connecting task.
         a.bind(syn_sent);
-        a.jmp32_imm(Jmp::Ne, Reg::R8, CLOSE, out);
+        a.jmp32_imm(Jmp::Ne, OLD, CLOSE, out);
         check_tcp(&mut a, so, mem, out);
         a.call(Helper::GetCurrentPidTgid);
         pid_filter(&mut a, Reg::R0, f, out);
-        a.mov64_reg(Reg::R9, Reg::R0);
+        a.mov64_reg(NEW, Reg::R0);
         read_ident(&mut a, so, out);
-        remember_owner(&mut a, maps, Reg::R9, f);
+        remember_owner(&mut a, maps, NEW, f);
         a.ja(out);
     }
 
     // SYN_SENT → ESTABLISHED: C with the connecting task (entry kept as
     // owner, now open: its X is due).
     a.bind(established);
-    a.jmp32_imm(Jmp::Ne, Reg::R8, SYN_SENT, out);
+    a.jmp32_imm(Jmp::Ne, OLD, SYN_SENT, out);
     read_sk(&mut a, mem, Reg::R1, Field { off: so.dport, size: 2, bits: None }, out);
     a.alu64_imm(Alu::Or, Reg::R1, OPEN);
     a.stx(Size::W, Reg::R10, VAL + CONN_OPEN, Reg::R1);
@@ -139,14 +152,14 @@ pub fn state_program(
     a.ldx(Size::W, Reg::R1, Reg::R10, VAL + CONN_OPEN);
     a.stx(Size::W, Reg::R0, CONN_OPEN, Reg::R1);
     owner_to_event(&mut a, Reg::R0);
-    a.mov64_imm(Reg::R8, KIND_CONNECT);
+    a.mov64_imm(KIND, KIND_CONNECT);
     a.ja(fill);
 
     // First move of an established connection towards closing: X. With a
     // task holding the lock, that task; else the owner.
     a.bind(first_close);
     check_tcp(&mut a, so, mem, out);
-    a.mov64_imm(Reg::R8, KIND_CLOSE);
+    a.mov64_imm(KIND, KIND_CLOSE);
     by_lock(
         &mut a,
         so,
@@ -170,7 +183,7 @@ pub fn state_program(
                 // (skc_num is 0 once the port is released: inet_sport.)
                 read_sk(a, mem, Reg::R1, Field { off: so.dport, size: 2, bits: None }, out);
                 a.jmp_imm(Jmp::Eq, Reg::R1, port.to_be() as i32, out);
-                probe_read(a, TMP, 2, Reg::R7, so.inet_sport, out);
+                probe_read(a, TMP, 2, SK, so.inet_sport, out);
                 a.ldx(Size::H, Reg::R1, Reg::R10, TMP);
                 a.jmp_imm(Jmp::Eq, Reg::R1, port.to_be() as i32, out);
             }
@@ -192,7 +205,7 @@ pub fn state_program(
     // SYN_RECV: an X if it was accepted (it has an owner).
     a.bind(syn_recv);
     check_tcp(&mut a, so, mem, out);
-    a.mov64_imm(Reg::R8, KIND_CLOSE);
+    a.mov64_imm(KIND, KIND_CLOSE);
     read_ident(&mut a, so, out);
     by_lock(
         &mut a,
@@ -213,7 +226,7 @@ pub fn state_program(
         },
     );
 
-    // The event (task block in place, kind in r8): its tuple, the filters
+    // The event (task block in place, kind in KIND): its tuple, the filters
     // (not those on the task while it is unknown), then out, or deferred.
     a.bind(fill);
     if f.on_task() {
@@ -224,9 +237,9 @@ pub fn state_program(
         a.bind(skip);
     }
     let acc = sock_access(&mut a, so, mem, out);
-    // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE (r9: the
+    // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE (NEW: the
     // new state); the function-entry hooks run before it.
-    let sport = if hook == StateHook::TpBtf { Sport::NumUnlessClose(Reg::R9) } else { Sport::Num };
+    let sport = if hook == StateHook::TpBtf { Sport::NumUnlessClose(NEW) } else { Sport::Num };
     fill_event(&mut a, so, Tail { acc, sport, task_filters: false }, f, out);
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, emit);
