@@ -1,9 +1,11 @@
 //! The generated programs, read back from their disassembly.
 
-use super::output::RESERVE_TRIES;
 use super::owner::{DEFER_KNOWN, DEFER_UNKNOWN};
 use super::*;
 use crate::tracer::offsets::FdOffsets;
+use crate::transport::{
+    PerfMaps, RingMaps, SlotMaps, TransportMaps, SLOT_RESERVE_TRIES as RESERVE_TRIES, SLOT_SIZE,
+};
 
 pub fn offsets() -> SockOffsets {
     SockOffsets {
@@ -45,11 +47,22 @@ pub fn fd_offsets() -> FdOffsets {
     }
 }
 
-pub const MAPS: MapFds =
-    MapFds { events: 5, ringbuf: None, conns: 6, marks: 9, inflight: Some(7), stats: 8, slots: None };
-pub const RB_MAPS: MapFds = MapFds { ringbuf: Some((1 << 20, (1 << 20) + 112)), ..MAPS };
-pub const SLOT_MAPS: MapFds =
-    MapFds { slots: Some(SlotMaps { fd: 10, wake: 11, n: 1024, cpus: 2 }), inflight: None, ..MAPS };
+pub const MAPS: MapFds = MapFds {
+    transport: TransportMaps::PerfBuf(PerfMaps { events: 5 }),
+    conns: 6,
+    marks: 9,
+    inflight: Some(7),
+    stats: 8,
+};
+pub const RB_MAPS: MapFds = MapFds {
+    transport: TransportMaps::RingBuf(RingMaps { events: 5, wake_at: 1 << 20, wake_below: (1 << 20) + 112 }),
+    ..MAPS
+};
+pub const SLOT_MAPS: MapFds = MapFds {
+    transport: TransportMaps::Slots(SlotMaps { fd: 10, wake: 11, n: 1024, cpus: 2 }),
+    inflight: None,
+    ..MAPS
+};
 
 const KP: StateHook = StateHook::Kprobe { arg0: 112, arg1: 104 };
 /// Every state program a backend attaches.
@@ -323,7 +336,7 @@ fn every_output_is_counted_in_flight_from_stamp_to_commit() {
             let l = lines(&text);
             let stamps = all(&l, "call bpf_ktime_get_ns#5");
             assert!(!stamps.is_empty(), "{text}");
-            let commit = if maps.ringbuf.is_some() {
+            let commit = if matches!(maps.transport, TransportMaps::RingBuf(_)) {
                 "call bpf_ringbuf_output#130"
             } else {
                 "call bpf_perf_event_output#25"
