@@ -2,13 +2,13 @@
 //!
 //! The BPF programs are assembled at run time ([`asm`]) with struct offsets
 //! from the kernel's BTF ([`btf`]), loaded with raw syscalls ([`loader`]) and
-//! their events drained from per-CPU perf rings ([`perf`]).
+//! their events drained from rings shared with the kernel ([`transport`]).
 
 pub mod asm;
 pub mod btf;
 pub mod loader;
-pub mod perf;
 pub mod tracer;
+pub mod transport;
 
 // x86-64 only so far: the kprobe backend reads x86's `pt_regs`, and the slot
 // rings and the owner/mark fence rely on x86's store order. Elsewhere the

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 use tcptracer::loader::LoadError;
-use tcptracer::perf::PerfError;
-use tcptracer::perf::Wake;
 use tcptracer::tracer::event::{Event, Kind};
 use tcptracer::tracer::exe::ExeCache;
 use tcptracer::tracer::json;
 use tcptracer::tracer::output::{self, Format};
 use tcptracer::tracer::writer::{say, Writer};
 use tcptracer::tracer::{Backend, Config, Error, KernelLosses, Tracer};
+use tcptracer::transport::PerfError;
+use tcptracer::transport::Wake;
 
 /// Trace TCP established connections: connect (C), accept (A) and close (X).
 #[derive(FromArgs)]
@@ -448,7 +448,7 @@ fn main() {
     if let Some(why) = &tracer.slot_fallback {
         note!("Note: slot rings could not be set up ({why}); perf rings carry the events");
     }
-    if !tracer.ringbuf && tracer.ring_pages < cfg.ring_pages {
+    if tracer.transport() != tcptracer::transport::Kind::RingBuf && tracer.ring_pages < cfg.ring_pages {
         // SAFETY: sysconf has no preconditions.
         let kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize / 1024).max(1);
         note!(

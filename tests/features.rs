@@ -457,7 +457,7 @@ fn pin_to(cpu: usize) {
 #[test]
 fn events_are_in_time_order_across_cpus() {
     let _g = serial();
-    let cpus = tcptracer::perf::online_cpus().unwrap();
+    let cpus = tcptracer::transport::online_cpus().unwrap();
     if cpus.len() < 2 {
         eprintln!("skipping: one CPU, nothing to order across");
         return;

@@ -103,7 +103,9 @@ fn a_full_ring_counts_every_lost_event(ringbuf: bool) {
         .ringbuf(ringbuf)
         .start()
         .expect("start");
-    assert_eq!((t.ringbuf, t.slots), (ringbuf, !ringbuf), "every kernel tested has the BPF ring buffer");
+    use tcptracer::transport::Kind as T;
+    let kind = if ringbuf { T::RingBuf } else { T::Slots };
+    assert_eq!(t.transport(), kind, "every kernel tested has the BPF ring buffer");
     const N: u64 = 300;
     for _ in 0..N {
         let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

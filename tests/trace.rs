@@ -502,7 +502,7 @@ fn kernel_side_losses_are_reported_as_they_happen_and_at_exit() {
     // in the kernel, where no perf LOST record can see it.
     let id = map_ids_of(t.child.id(), 4).pop().expect("the tracer's perf event array");
     let events = Map::from_id(id).unwrap();
-    for cpu in 0..tcptracer::perf::possible_cpu_count().unwrap() {
+    for cpu in 0..tcptracer::transport::possible_cpu_count().unwrap() {
         events.delete(&cpu.to_ne_bytes()).unwrap();
     }
     drop(events);

@@ -114,7 +114,7 @@ impl Builder {
     /// Ring memory per CPU in bytes (rounded down to a power of two of
     /// pages; see [`Config::ring_pages`]).
     pub fn buffer(mut self, bytes: usize) -> Self {
-        let pages = bytes / crate::perf::page_size();
+        let pages = bytes / crate::transport::page_size();
         self.cfg.ring_pages = if pages == 0 { 0 } else { 1 << (usize::BITS - 1 - pages.leading_zeros()) };
         self
     }
@@ -204,7 +204,7 @@ pub fn check(cfg: &Config) -> Result<(), Error> {
     if f.ports.contains(&0) {
         return Err(bad("invalid port 0: must be between 1 and 65535"));
     }
-    let page = crate::perf::page_size();
+    let page = crate::transport::page_size();
     if cfg.ring_pages < MIN_RING_BYTES / page || cfg.ring_pages > MAX_RING_BYTES / page {
         return Err(bad(format!(
             "invalid buffer size {} KiB per CPU: must be between {} KiB and {} MiB",

@@ -6,7 +6,7 @@ use crate::asm::{Asm, Helper, Reg};
 use crate::btf::{Btf, Kind as BtfKind};
 use crate::loader::prog::{self, ProgSpec, ATTACH_TRACE_FENTRY, ATTACH_TRACE_RAW_TP};
 use crate::loader::tracefs::Tracefs;
-use crate::loader::{kprobe, Map, MapType, ProgType};
+use crate::loader::{kprobe, ProgType};
 
 const NO_KERNEL_BTF: &str = "no kernel BTF (/sys/kernel/btf/vmlinux) to attach by BTF id";
 
@@ -58,22 +58,14 @@ pub fn kprobes(tracefs: &Tracefs) -> bool {
     kprobe::available(tracefs)
 }
 
+/// The BPF ring buffer (5.8+; see `transport/ringbuf.rs`).
 pub fn ringbuf() -> bool {
-    Map::create(MapType::RingBuf, "tcpt_probe", 0, 0, 4096).is_ok()
+    crate::transport::ringbuf_supported()
 }
 
-/// What slot rings need (`perf/slots.rs`): BPF cmpxchg (5.12+; the
-/// verifier refuses it before) and mmap'able arrays (5.5+).
+/// Slot rings (5.12+; see `transport/slots/`).
 pub fn slot_rings() -> bool {
-    let cmpxchg = try_load(ProgType::Tracepoint, 0, 0, |a| {
-        a.st(crate::asm::Size::DW, Reg::R10, -8, 0);
-        a.mov64_imm(Reg::R0, 0);
-        a.mov64_imm(Reg::R1, 1);
-        a.atomic_cmpxchg(crate::asm::Size::DW, Reg::R10, -8, Reg::R1);
-    });
-    cmpxchg.is_ok()
-        && Map::create_flags(MapType::Array, "tcpt_probe", 4, 8, 1, crate::loader::map::BPF_F_MMAPABLE)
-            .is_ok()
+    crate::transport::slot_rings_supported()
 }
 
 /// `bpf_probe_read_kernel` (5.5+): the verifier refuses an unknown helper.

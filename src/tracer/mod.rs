@@ -22,7 +22,7 @@ use crate::loader::map::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC};
 use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
-use crate::perf::{Counters, PerfError, PerfReader, Record, Wake};
+use crate::transport::{self, Counters, PerfError, Record, SetupError, Transport, Wake};
 use deferred::Deferred;
 use event::Event;
 pub use probes::Filters;
@@ -82,7 +82,7 @@ pub struct Config {
     /// show. Where the kernel has no ring buffer, per-CPU rings are used.
     pub ringbuf: bool,
     /// Per-CPU perf rings even where the kernel can run slot rings (the
-    /// default from 5.12: see `perf/slots.rs`; programs ~15-20 % faster
+    /// default from 5.12: see `transport/slots/`; programs ~15-20 % faster
     /// per run here than with `bpf_perf_event_output`).
     pub perf_rings: bool,
     /// Bytes in a ring before the reader is woken; 0: an eighth of the
@@ -248,17 +248,13 @@ pub struct Tracer {
     _inflight: Option<Map>,
     counters: Counters,
     _stats: Map,
-    reader: PerfReader,
-    _events: Map,
+    /// The rings, their maps and the epoll set.
+    transport: Transport,
     pub backend: Backend,
     /// Pages per perf ring: `Config::ring_pages`, or fewer where the
     /// locked-memory limit did not allow that many. With the ring buffer:
     /// its size in pages.
     pub ring_pages: usize,
-    /// Events come through the BPF ring buffer (else per-CPU perf rings).
-    pub ringbuf: bool,
-    /// Events come through slot rings (see `perf/slots.rs`).
-    pub slots: bool,
     /// Sockets `conns` can hold (see `Config::max_conns`).
     pub max_conns: u32,
     /// Why slot rings could not be had, where perf rings carry the events
@@ -266,7 +262,6 @@ pub struct Tracer {
     pub slot_fallback: Option<String>,
     /// Slots per CPU with slot rings.
     pub slots_per_cpu: Option<u32>,
-    _wake: Option<Map>,
     held: order::Reorder,
     reorder_ns: u64,
     /// The window the last drain pass used: `reorder_ns`, or 0 when no
@@ -453,7 +448,7 @@ impl Tracer {
             (btf, setup, t_btf, t_setup)
         });
         let (btf, kernel_btf) = btf?;
-        let Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots, fallback } = setup?;
+        let Setup { tracefs, stats, counters, transport, slot_fallback } = setup?;
         // Offsets come from `btf`; ids for attaching by BTF id must be the
         // running kernel's own, which differ when --btf names another file.
         let ids = if cfg.btf.is_some() { kernel_btf.as_ref() } else { Some(&btf) };
@@ -494,19 +489,13 @@ impl Tracer {
             tracefs: &tracefs,
             filters: &cfg.filters,
             maps: probes::MapFds {
-                events: events.raw_fd(),
-                ringbuf: reader.ringbuf_size().map(|size| {
-                    let at = watermark(cfg, size);
-                    (at, at.saturating_add(cpus.saturating_mul(probes::RINGBUF_RECORD as u32)))
-                }),
+                transport: transport.maps(),
                 conns: conns.raw_fd(),
                 marks: marks.raw_fd(),
                 inflight: inflight.as_ref().map(Map::raw_fd),
                 stats: stats.raw_fd(),
-                slots: slots.as_ref().map(|s| s.1),
             },
         };
-        let ringbuf = cx.maps.ringbuf.is_some();
         let probes = backend::build(kind, &cx)?;
         drop(btf);
         drop(kernel_btf);
@@ -544,21 +533,7 @@ impl Tracer {
         debug_log(cfg, || {
             format!("owner map: {max_conns} sockets, {}preallocated", if no_prealloc { "not " } else { "" })
         });
-        debug_log(cfg, || match &slots {
-            Some((_, s)) => format!(
-                "rings: slot rings, {} slots ({} KiB) per CPU, {} CPUs",
-                s.n,
-                s.n as usize * probes::SLOT_SIZE as usize / 1024,
-                s.cpus
-            ),
-            None if ringbuf => {
-                format!("rings: one ring buffer of {} KiB", ring_pages * crate::perf::page_size() / 1024)
-            }
-            None => format!(
-                "rings: perf rings of {} KiB per online CPU",
-                ring_pages * crate::perf::page_size() / 1024
-            ),
-        });
+        debug_log(cfg, || format!("rings: {transport}"));
         debug_log(cfg, || {
             format!(
                 "backend {}; phases: btf {:.2} ms, setup {:.2} ms, build {:.2} ms, load+attach {:.2} ms\n\
@@ -571,7 +546,7 @@ impl Tracer {
                 loads.join("; ")
             )
         });
-        let rings = reader.ring_count();
+        let rings = transport.ring_count();
         Ok(Tracer {
             _perf_links: perf_links,
             kprobes,
@@ -582,16 +557,12 @@ impl Tracer {
             _inflight: inflight,
             counters,
             _stats: stats,
-            reader,
-            _events: events,
             backend: kind,
-            ringbuf,
-            slots: slots.is_some(),
-            slots_per_cpu: slots.as_ref().map(|s| s.1.n),
+            slots_per_cpu: transport.slots_per_cpu(),
             max_conns,
-            slot_fallback: fallback,
-            _wake: slots.map(|s| s.0),
-            ring_pages,
+            slot_fallback,
+            ring_pages: transport.pages(),
+            transport,
             held: order::Reorder::default(),
             reorder_ns: cfg.reorder_ns,
             window_ns: cfg.reorder_ns,
@@ -613,13 +584,13 @@ impl Tracer {
     /// Register an fd (e.g. an eventfd written by a signal handler) that
     /// ends a [`Tracer::wait`].
     pub fn add_wake_fd(&mut self, fd: std::os::fd::BorrowedFd) -> Result<(), Error> {
-        Ok(self.reader.add_wake_fd(fd)?)
+        Ok(self.transport.add_wake_fd(fd)?)
     }
 
     /// Register an fd whose error or hang-up ends a [`Tracer::wait`] (e.g.
     /// stdout, a pipe whose reader may go away). Fails for regular files.
     pub fn add_error_fd(&mut self, fd: std::os::fd::BorrowedFd) -> Result<(), Error> {
-        Ok(self.reader.add_error_fd(fd)?)
+        Ok(self.transport.add_error_fd(fd)?)
     }
 
     /// Wait up to `timeout_ms` for the rings to pass their watermark; while
@@ -630,7 +601,7 @@ impl Tracer {
         if let Some(ms) = self.next_release_ms() {
             timeout = if timeout < 0 { ms } else { timeout.min(ms) };
         }
-        Ok(self.reader.wait(timeout)?)
+        Ok(self.transport.wait(timeout)?)
     }
 
     /// Drain the rings: `on_event` per event, in time order across CPUs,
@@ -657,10 +628,10 @@ impl Tracer {
         on_event: &mut dyn FnMut(&Event),
         on_lost: &mut dyn FnMut(u64),
     ) -> Result<usize, Error> {
-        if self.slots {
+        if self.transport.exact_order() {
             return Ok(self.drain_slots(on_event));
         }
-        let rings = self.reader.ring_count();
+        let rings = self.transport.ring_count();
         self.unfinished.clear();
         self.unfinished.resize(rings, (true, 0));
         let (mut out, mut err) = (0, None);
@@ -679,7 +650,7 @@ impl Tracer {
                 }
                 let (held, deferred, bad) = (&mut self.held, &mut self.deferred, &mut self.undecodable);
                 let read = &mut self.read;
-                let (_, r) = self.reader.drain_ring(i, PER_PASS, &mut |r| match r {
+                let r = self.transport.drain(i, PER_PASS, &mut |r| match r {
                     Record::Sample(b) => match take(held, deferred, b) {
                         Some(ts) => {
                             *last = ts;
@@ -690,7 +661,7 @@ impl Tracer {
                     Record::Lost(n) => on_lost(n),
                 });
                 *more = match r {
-                    Ok(m) => m,
+                    Ok(d) => d.more,
                     Err(e) => {
                         err.get_or_insert(e);
                         false
@@ -719,7 +690,7 @@ impl Tracer {
             for i in 0..self.bounds.len() {
                 let (held, deferred, bad) = (&mut self.held, &mut self.deferred, &mut self.undecodable);
                 let read = &mut self.read;
-                let d = self.reader.drain_slot_ring(i, PER_PASS, &mut |r| {
+                let d = self.transport.drain(i, PER_PASS, &mut |r| {
                     if let Record::Sample(b) = r {
                         match take(held, deferred, b) {
                             Some(_) => *read += 1,
@@ -727,9 +698,10 @@ impl Tracer {
                         }
                     }
                 });
-                let Some(d) = d else { return out };
-                bound = bound.min(self.bounds[i].update(now, d.head, d.tail, d.reserved_after));
-                more |= d.more;
+                // Slot rings report positions and no errors.
+                let Ok(transport::Drained { positions: Some(p), more: m, .. }) = d else { return out };
+                bound = bound.min(self.bounds[i].update(now, p.head, p.tail, p.reserved_after));
+                more |= m;
             }
             let bound = bound.max(now.saturating_sub(SLOT_STALL_NS));
             out += self.settle_and_release(now, bound.saturating_sub(1), on_event);
@@ -797,7 +769,8 @@ impl Tracer {
         let now = clock_ns(libc::CLOCK_MONOTONIC) as u64;
         let blocked = self.deferred.oldest(|e| printable(self.on_task, e));
         let held = self.held.oldest().filter(|&t| blocked.is_none_or(|b| t < b));
-        let held_due = held.map(|t| if self.slots { now } else { t.saturating_add(self.window_ns) });
+        let exact = self.transport.exact_order();
+        let held_due = held.map(|t| if exact { now } else { t.saturating_add(self.window_ns) });
         let due = [held_due, self.deferred.due()].into_iter().flatten().min()?;
         Some(due.saturating_sub(now).div_ceil(1_000_000).clamp(1, 100) as i32)
     }
@@ -885,11 +858,16 @@ impl Tracer {
         self.kprobes.iter().all(kprobe::counts_missed)
     }
 
+    /// Which transport carries the events (see `crate::transport`).
+    pub fn transport(&self) -> transport::Kind {
+        self.transport.kind()
+    }
+
     /// Outputs stamped but not yet committed, on all CPUs (`None`: unknown);
     /// with slot rings, slots reserved and not yet read.
     pub fn outputs_in_flight(&mut self) -> Option<u64> {
-        if self.slots {
-            return self.reader.slots_unread();
+        if let Some(n) = self.transport.unread() {
+            return Some(n);
         }
         Some(self.counters.sum(probes::STAT_IN_FLIGHT))
     }
@@ -965,16 +943,11 @@ fn load_btf(cfg: &Config) -> Result<(Btf, Option<Btf>), Error> {
 /// What every backend needs besides the BTF.
 struct Setup {
     tracefs: Arc<Tracefs>,
-    cpus: u32,
-    events: Map,
     stats: Map,
     counters: Counters,
-    reader: PerfReader,
-    ring_pages: usize,
-    /// With slot rings: the wake-up ring buffer, and what the programs need.
-    slots: Option<(Map, probes::SlotMaps)>,
+    transport: Transport,
     /// Why slot rings could not be set up (perf rings carry the events).
-    fallback: Option<String>,
+    slot_fallback: Option<String>,
 }
 
 impl Setup {
@@ -983,7 +956,7 @@ impl Setup {
         drop(Map::create(MapType::Array, "tcpt_probe", 4, 4, 1)?);
         let tracefs = Arc::new(Tracefs::open()?);
         // The CPUs that can run (per-CPU arrays are indexed by CPU id).
-        let cpus = crate::perf::present_cpu_count()?;
+        let cpus = transport::present_cpu_count()?;
         let stats = Map::create_flags(
             MapType::Array,
             "tcpt_stats",
@@ -993,164 +966,35 @@ impl Setup {
             BPF_F_MMAPABLE,
         )?;
         let counters =
-            Counters::open(stats.as_fd(), cpus, probes::STATS_VALUE_SIZE as usize, crate::perf::page_size())?;
-        let mut fallback = None;
-        let chosen = if cfg.ringbuf {
-            ring_buffer(cfg)?.map(|(events, reader, pages)| (events, reader, pages, None))
-        } else if !cfg.perf_rings && features::slot_rings() {
-            // Where the slot array cannot be had (memory), perf rings do.
-            match slot_rings(cfg, cpus) {
-                Ok((events, reader, s)) => Some((events, reader, cfg.ring_pages, Some(s))),
-                Err(e) => {
-                    fallback = Some(e.to_string());
-                    None
-                }
-            }
-        } else {
-            None
+            Counters::open(stats.as_fd(), cpus, probes::STATS_VALUE_SIZE as usize, transport::page_size())?;
+        let opts = transport::Options {
+            ring_pages: cfg.ring_pages,
+            watermark: cfg.watermark,
+            ringbuf: cfg.ringbuf,
+            perf_rings: cfg.perf_rings,
+            event_size: event::EVENT_SIZE,
         };
-        let (events, reader, ring_pages, slots) = match chosen {
-            Some(rings) => rings,
-            None => perf_rings(cfg, crate::perf::possible_cpu_count()?)?,
-        };
-        Ok(Setup { tracefs, cpus, events, stats, counters, reader, ring_pages, slots, fallback })
+        let chosen = Transport::open(&opts, cpus)?;
+        Ok(Setup {
+            tracefs,
+            stats,
+            counters,
+            transport: chosen.transport,
+            slot_fallback: chosen.slot_fallback,
+        })
     }
 }
 
-/// What carries the events: the map the programs write, its reader, pages
-/// per ring, and with slot rings the wake-up map and what the programs need.
-type Rings = (Map, PerfReader, usize, Option<(Map, probes::SlotMaps)>);
-
-/// The perf event array and a perf ring per online CPU in it.
-fn perf_rings(cfg: &Config, cpus: u32) -> Result<Rings, Error> {
-    let events = Map::create(MapType::PerfEventArray, "tcpt_events", 4, 4, cpus)?;
-    // The rings are in the events map before any program can fire.
-    let (reader, ring_pages) = open_rings(cfg)?;
-    for (cpu, fd) in reader.fds() {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&fd) as u32;
-        events.update(&cpu.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
-    }
-    Ok((events, reader, ring_pages, None))
-}
-
-/// Slot rings (see `perf/slots.rs`): per present CPU, as many slots as fit
-/// `ring_pages` pages, rounded down to a power of two (at least 8): 16384
-/// by default. Their pages are kernel memory, all resident, and count in
-/// the tracer's RSS once read (mapped).
-fn slot_rings(cfg: &Config, cpus: u32) -> Result<(Map, PerfReader, (Map, probes::SlotMaps)), Error> {
-    let page = crate::perf::page_size();
-    let n = slots_per_cpu(cfg.ring_pages, page);
-    let entries = u64::from(cpus) * u64::from(n) + u64::from(cpus);
-    let entries =
-        u32::try_from(entries)
-            .ok()
-            .filter(|_| entries * u64::from(probes::SLOT_SIZE) <= 1 << 32)
-            .ok_or_else(|| Error::Config(format!("slot rings of {n} slots on {cpus} CPUs are too large")))?;
-    let array =
-        Map::create_flags(MapType::Array, "tcpt_slots", 4, probes::SLOT_SIZE, entries, BPF_F_MMAPABLE)?;
-    let wake = Map::create(MapType::RingBuf, "tcpt_wake", 0, 0, page as u32)?;
-    let reader = PerfReader::open_slots(
-        array.as_fd(),
-        cpus,
-        u64::from(n),
-        probes::SLOT_SIZE as usize,
-        wake.as_fd(),
-        page,
-    )?;
-    let maps = probes::SlotMaps { fd: array.raw_fd(), wake: wake.raw_fd(), n, cpus };
-    Ok((array, reader, (wake, maps)))
-}
-
-/// Queued bytes at which the reader is woken: `Config::watermark`, or an
-/// eighth of the ring for 0; at most half the ring.
-fn watermark(cfg: &Config, ring_bytes: usize) -> u32 {
-    let half = (ring_bytes / 2).clamp(1, u32::MAX as usize) as u32;
-    if cfg.watermark == 0 {
-        (ring_bytes / 8).clamp(1, half as usize) as u32
-    } else {
-        cfg.watermark.min(half)
-    }
-}
-
-/// The BPF ring buffer and its reader: `ring_pages` per online CPU (one
-/// ring for all: as much memory as the perf rings would take), rounded up
-/// to a power of two, at most 1 GiB. `None` where the kernel has no ring
-/// buffer (before 5.8: creating the map fails with EINVAL).
-fn ring_buffer(cfg: &Config) -> Result<Option<(Map, PerfReader, usize)>, Error> {
-    let online = crate::perf::online_cpus()?.len().max(1);
-    let pages = cfg.ring_pages.saturating_mul(online).checked_next_power_of_two().unwrap_or(usize::MAX);
-    let page = crate::perf::page_size();
-    let bytes = pages
-        .checked_mul(page)
-        .filter(|&b| b <= 1 << 30)
-        .ok_or_else(|| Error::Config(format!("ring buffer of {pages} pages is larger than 1 GiB")))?;
-    let map = match Map::create(MapType::RingBuf, "tcpt_events", 0, 0, bytes as u32) {
-        Ok(m) => m,
-        Err(e) if e.errno() == Some(libc::EINVAL) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let reader = PerfReader::open_ringbuf(map.as_fd(), bytes)?;
-    Ok(Some((map, reader, pages)))
-}
-
-/// Slots per CPU for `ring_pages` pages of `page` bytes (see `slot_rings`).
-fn slots_per_cpu(ring_pages: usize, page: usize) -> u32 {
-    let fit = ring_pages.saturating_mul(page) / probes::SLOT_SIZE as usize;
-    if fit < 8 {
-        8
-    } else {
-        1 << (usize::BITS - 1 - fit.leading_zeros()).min(24)
-    }
-}
-
-/// Smallest ring tried when locked memory is short (64 KiB with 4 KiB pages).
-const MIN_RING_PAGES: usize = 16;
-
-/// The perf rings and their pages, halved in size while mmap says EPERM:
-/// the memory perf may lock beyond `perf_event_mlock_kb` per CPU is bounded
-/// by RLIMIT_MEMLOCK unless the caller has CAP_IPC_LOCK.
-fn open_rings(cfg: &Config) -> Result<(PerfReader, usize), Error> {
-    let cpus = crate::perf::online_cpus()?;
-    let mut pages = cfg.ring_pages;
-    loop {
-        let bytes = pages.saturating_mul(crate::perf::page_size());
-        match PerfReader::open(&cpus, pages, watermark(cfg, bytes)) {
-            Err(PerfError::Mmap { source, .. })
-                if source.raw_os_error() == Some(libc::EPERM) && pages > MIN_RING_PAGES =>
-            {
-                pages /= 2;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(r) => return Ok((r, pages)),
+impl From<SetupError> for Error {
+    fn from(e: SetupError) -> Error {
+        match e {
+            SetupError::Map(e) => e.into(),
+            SetupError::Perf(e) => Error::Perf(e),
+            SetupError::Config(msg) => Error::Config(msg),
         }
     }
 }
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slot_rings_take_the_ring_memory_in_a_power_of_two_of_slots() {
-        assert_eq!(slots_per_cpu(Config::default().ring_pages, 4096), 16384, "2 MiB per CPU");
-        assert_eq!(slots_per_cpu(1, 4096), 32);
-        assert_eq!(slots_per_cpu(3, 4096), 64, "rounded down");
-        assert_eq!(slots_per_cpu(0, 4096), 8, "at least 8");
-        assert_eq!(slots_per_cpu(usize::MAX, 4096), 1 << 24, "at most 2^24");
-    }
-
-    #[test]
-    fn the_reader_is_woken_at_an_eighth_of_the_ring_unless_told() {
-        let mut cfg = Config::default();
-        assert_eq!(watermark(&cfg, 1 << 20), 1 << 17);
-        assert_eq!(watermark(&cfg, 1), 1, "at least one byte");
-        cfg.watermark = 4096;
-        assert_eq!(watermark(&cfg, 1 << 20), 4096);
-        cfg.watermark = u32::MAX;
-        assert_eq!(watermark(&cfg, 1 << 20), 1 << 19);
-    }
 }

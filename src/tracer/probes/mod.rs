@@ -27,9 +27,10 @@
 //! Files: `frame.rs` (registers, stack slots, the `conns` value), `read.rs`
 //! (kernel memory, sock fields), `task.rs` (task blocks), `filters.rs`,
 //! `fill.rs` (the event's tuple and kind), `owner.rs` (identity, owners,
-//! deferred X), `output.rs` (the transports' write side, counters),
-//! `stats.rs` (counter slots), `kernel.rs` (kernel constants); one file per
-//! program: `state.rs`, `accept.rs`, `connect.rs`, `destroy.rs`.
+//! deferred X), `output.rs` (counters, and the event's output through
+//! `crate::transport`), `stats.rs` (counter slots), `kernel.rs` (kernel
+//! constants); one file per program: `state.rs`, `accept.rs`, `connect.rs`,
+//! `destroy.rs`.
 
 mod accept;
 mod connect;
@@ -52,7 +53,7 @@ pub use connect::{connect_entry_program, connect_exit_program, ConnectHook};
 pub use destroy::destroy_program;
 pub use fill::{Sport, KIND_ACCEPT, KIND_CLOSE, KIND_CONNECT, KIND_FAILED};
 pub use frame::CONN_VALUE_SIZE;
-pub use output::{RINGBUF_RECORD, SLOT_SIZE, STATS_VALUE_SIZE};
+pub use output::STATS_VALUE_SIZE;
 pub use read::Mem;
 pub use state::{state_program, StateHook};
 pub use stats::{
@@ -119,12 +120,8 @@ impl Filters {
 /// Map fds the programs reference.
 #[derive(Clone, Copy, Debug)]
 pub struct MapFds {
-    /// A `RINGBUF` map (`ringbuf`), else a `PERF_EVENT_ARRAY`.
-    pub events: i32,
-    /// With a ring buffer: wake the reader when the queued bytes reach the
-    /// first value; a record finding up to the second queued still wakes
-    /// it (several CPUs may step over the first together).
-    pub ringbuf: Option<(u32, u32)>,
+    /// What the events are written to (see `crate::transport`).
+    pub transport: crate::transport::TransportMaps,
     pub conns: i32,
     /// ident → 1: deferred X, not yet claimed (see `owner.rs`).
     pub marks: i32,
@@ -132,19 +129,4 @@ pub struct MapFds {
     pub inflight: Option<i32>,
     /// An mmap'able array: [`STATS_VALUE_SIZE`] bytes of counters per CPU.
     pub stats: i32,
-    /// Slot rings instead of `events` (see `perf/slots.rs`).
-    pub slots: Option<SlotMaps>,
-}
-
-/// The slot rings' array and wake-up ring buffer.
-#[derive(Clone, Copy, Debug)]
-pub struct SlotMaps {
-    /// The mmap'able array: `cpus * n` slots of [`SLOT_SIZE`] bytes, then
-    /// a control element per CPU.
-    pub fd: i32,
-    /// A small ring buffer; a record in it only wakes the reader.
-    pub wake: i32,
-    /// Slots per CPU (a power of two).
-    pub n: u32,
-    pub cpus: u32,
 }

@@ -10,6 +10,7 @@ mod state;
 use super::read::Access;
 use super::*;
 use crate::tracer::offsets::{FdOffsets, Field, SockOffsets};
+use crate::transport::{PerfMaps, RingMaps, SlotMaps, TransportMaps};
 
 pub fn offsets() -> SockOffsets {
     SockOffsets {
@@ -51,11 +52,22 @@ pub fn fd_offsets() -> FdOffsets {
     }
 }
 
-pub const MAPS: MapFds =
-    MapFds { events: 5, ringbuf: None, conns: 6, marks: 9, inflight: Some(7), stats: 8, slots: None };
-pub const RB_MAPS: MapFds = MapFds { ringbuf: Some((1 << 20, (1 << 20) + 112)), ..MAPS };
-pub const SLOT_MAPS: MapFds =
-    MapFds { slots: Some(SlotMaps { fd: 10, wake: 11, n: 1024, cpus: 2 }), inflight: None, ..MAPS };
+pub const MAPS: MapFds = MapFds {
+    transport: TransportMaps::PerfBuf(PerfMaps { events: 5 }),
+    conns: 6,
+    marks: 9,
+    inflight: Some(7),
+    stats: 8,
+};
+pub const RB_MAPS: MapFds = MapFds {
+    transport: TransportMaps::RingBuf(RingMaps { events: 5, wake_at: 1 << 20, wake_below: (1 << 20) + 112 }),
+    ..MAPS
+};
+pub const SLOT_MAPS: MapFds = MapFds {
+    transport: TransportMaps::Slots(SlotMaps { fd: 10, wake: 11, n: 1024, cpus: 2 }),
+    inflight: None,
+    ..MAPS
+};
 
 const KP: StateHook = StateHook::Kprobe { arg0: 112, arg1: 104 };
 /// Every state program a backend attaches.

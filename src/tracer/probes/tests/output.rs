@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::tracer::probes::frame::{FLIGHT, PRE, TMP};
-use crate::tracer::probes::output::RESERVE_TRIES;
+use crate::transport::{TransportMaps, SLOT_RESERVE_TRIES as RESERVE_TRIES, SLOT_SIZE};
 
 #[test]
 fn current_cpu_flag_is_32_bit_all_ones() {
@@ -65,7 +65,7 @@ fn every_output_is_counted_in_flight_from_stamp_to_commit() {
             let l = lines(&text);
             let stamps = all(&l, "call bpf_ktime_get_ns#5");
             assert!(!stamps.is_empty(), "{text}");
-            let commit = if maps.ringbuf.is_some() {
+            let commit = if matches!(maps.transport, TransportMaps::RingBuf(_)) {
                 "call bpf_ringbuf_output#130"
             } else {
                 "call bpf_perf_event_output#25"

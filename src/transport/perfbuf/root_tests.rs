@@ -5,8 +5,10 @@ use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::{online_cpus, possible_cpu_count, PerfReader, Record, Wake};
+use super::PerfBuf;
 use crate::loader::sys::{bpf, bpf_fd, Cmd};
+use crate::transport::cpus::{online_cpus, possible_cpu_count};
+use crate::transport::record::{Record, Wake};
 
 const PATTERN: u64 = 0x1122_3344_5566_7788;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -40,7 +42,7 @@ fn program(map_fd: i32) -> Vec<u64> {
     ]
 }
 
-fn setup(r: &PerfReader) -> (OwnedFd, OwnedFd) {
+fn setup(r: &PerfBuf) -> (OwnedFd, OwnedFd) {
     let mut map_attr = [4u32 /* PERF_EVENT_ARRAY */, 4, 4, possible_cpu_count().unwrap(), 0];
     let map = bpf_fd(Cmd::MapCreate, &mut map_attr).expect("create perf event array");
     for (cpu, fd) in r.fds() {
@@ -69,15 +71,11 @@ fn setup(r: &PerfReader) -> (OwnedFd, OwnedFd) {
 }
 
 #[test]
+#[ignore = "needs root"]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn bpf_samples_reach_the_reader_as_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping bpf_samples_reach_the_reader_as_root: needs root to load BPF");
-        return;
-    }
     // 4 pages per ring, wake per sample; 2000 records of 24 bytes wrap a 16 KiB ring.
-    let mut r = PerfReader::open(&online_cpus().unwrap(), 4, 1).unwrap();
+    let mut r = PerfBuf::open(&online_cpus().unwrap(), 4, 1).unwrap();
     let (_map, prog) = setup(&r);
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let fd = prog.as_raw_fd();
@@ -116,13 +114,9 @@ fn bpf_samples_reach_the_reader_as_root() {
 }
 
 #[test]
+#[ignore = "needs root"]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn watermark_delays_wakeup_as_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping watermark_delays_wakeup_as_root: needs root to load BPF");
-        return;
-    }
     // Keep every sample on one CPU's ring: pin this thread (loopback delivery
     // runs on the sending CPU).
     // SAFETY: a zeroed cpu_set_t is valid; calls on this thread only.
@@ -131,7 +125,7 @@ fn watermark_delays_wakeup_as_root() {
         libc::CPU_SET(libc::sched_getcpu() as usize, &mut set);
         assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
     }
-    let mut r = PerfReader::open(&online_cpus().unwrap(), 4, 8192).unwrap();
+    let mut r = PerfBuf::open(&online_cpus().unwrap(), 4, 8192).unwrap();
     let (_map, prog) = setup(&r);
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let fd = prog.as_raw_fd();
@@ -142,7 +136,7 @@ fn watermark_delays_wakeup_as_root() {
     assert_eq!(rc, 0, "SO_ATTACH_BPF: {}", std::io::Error::last_os_error());
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |n| (0..n).for_each(|_| assert_eq!(tx.send_to(b"x", rx.local_addr().unwrap()).unwrap(), 1));
-    let count = |r: &mut PerfReader| r.drain(&mut |_| {}).unwrap().samples;
+    let count = |r: &mut PerfBuf| r.drain(&mut |_| {}).unwrap().samples;
     // 10 × 24 bytes stay below the watermark: no wakeup, but drain finds them.
     send(10);
     assert_eq!(r.wait(200).unwrap(), Wake::Timeout);

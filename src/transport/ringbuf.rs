@@ -1,5 +1,6 @@
 //! The BPF ring buffer (`BPF_MAP_TYPE_RINGBUF`, 5.8+): one ring shared by
-//! every CPU, filled with `bpf_ringbuf_output`.
+//! every CPU, filled with `bpf_ringbuf_output`. Also the slot rings' wake
+//! channel (`slots.rs`).
 //!
 //! Layout of the map's mmap: page 0 holds `consumer_pos` (ours to write),
 //! page 1 `producer_pos` (the kernel's), then the data area of 2^n bytes,
@@ -12,18 +13,26 @@
 //! `producer_pos` with Acquire, each header's `len` with Acquire, stop at a
 //! BUSY record, and publish `consumer_pos` with Release after the batch.
 
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::reader::Mapping;
-use super::ring::{contiguous, Corrupt};
-use super::{DrainStats, PerfError, Record};
+use crate::asm::{Asm, Helper, Jmp, Reg};
+use crate::loader::{Map, MapType};
+use crate::transport::cpus::online_cpus;
+use crate::transport::emit::{in_flight, stack_ptr, Frame, Stat};
+use crate::transport::error::{PerfError, SetupError};
+use crate::transport::mmap::{map, page_size, Mapping, Tail};
+use crate::transport::options::Options;
+use crate::transport::poll::Poll;
+use crate::transport::record::{contiguous, Corrupt, DrainStats, Drained, Record, Wake};
 
 const BUSY: u32 = 1 << 31;
 const DISCARD: u32 = 1 << 30;
 const HDR: u64 = 8;
+const BPF_RB_NO_WAKEUP: i32 = 1;
+pub(crate) const BPF_RB_FORCE_WAKEUP: i32 = 2;
+const BPF_RB_AVAIL_DATA: i32 = 0;
 
 /// The consumer side of a ring buffer, over raw memory.
 pub(crate) struct BpfRingView {
@@ -60,17 +69,16 @@ impl BpfRingView {
         f: &mut dyn FnMut(Record<'_>),
     ) -> (DrainStats, Option<Corrupt>, bool) {
         let prod = self.pos(self.producer).load(Ordering::Acquire);
-        // Only we write consumer_pos.
-        let start = self.pos(self.consumer).load(Ordering::Relaxed);
-        let (mut cons, mut stats, mut corrupt, mut busy) = (start, DrainStats::default(), None, false);
+        let mut cons = Tail::new(self.pos(self.consumer));
+        let (mut stats, mut corrupt, mut busy) = (DrainStats::default(), None, false);
         let size = self.mask + 1;
-        if prod.wrapping_sub(cons) > size || cons % HDR != 0 {
-            corrupt = Some(Corrupt { pos: cons, size: 0, avail: prod.wrapping_sub(cons) });
+        if prod.wrapping_sub(cons.pos) > size || !cons.pos.is_multiple_of(HDR) {
+            corrupt = Some(Corrupt { pos: cons.pos, size: 0, avail: prod.wrapping_sub(cons.pos) });
         }
         let mut n = 0;
-        while corrupt.is_none() && cons != prod && n < limit {
-            let avail = prod.wrapping_sub(cons);
-            let idx = (cons & self.mask) as usize;
+        while corrupt.is_none() && cons.pos != prod && n < limit {
+            let avail = prod.wrapping_sub(cons.pos);
+            let idx = (cons.pos & self.mask) as usize;
             // SAFETY: idx + 8 ≤ size, 8-aligned (positions advance by multiples of 8).
             let len =
                 unsafe { AtomicU32::from_ptr(self.data.add(idx).cast_mut().cast()) }.load(Ordering::Acquire);
@@ -81,11 +89,11 @@ impl BpfRingView {
             let body = u64::from(len & !(BUSY | DISCARD));
             let total = (body + HDR).div_ceil(HDR) * HDR;
             if total > avail {
-                corrupt = Some(Corrupt { pos: cons, size: body, avail });
+                corrupt = Some(Corrupt { pos: cons.pos, size: body, avail });
                 break;
             }
             if len & DISCARD == 0 {
-                let at = (cons.wrapping_add(HDR) & self.mask) as usize;
+                let at = (cons.pos.wrapping_add(HDR) & self.mask) as usize;
                 let first = (body as usize).min(size as usize - at);
                 // SAFETY: at + first ≤ size and body - first ≤ size (body <
                 // avail ≤ size); the kernel does not reuse these bytes before
@@ -101,36 +109,22 @@ impl BpfRingView {
                 f(Record::Sample(rec));
             }
             n += 1;
-            cons = cons.wrapping_add(total);
+            cons.pos = cons.pos.wrapping_add(total);
         }
-        let new = if corrupt.is_some() { prod } else { cons };
-        if new != start {
-            self.pos(self.consumer).store(new, Ordering::Release);
+        let read = cons.pos;
+        if corrupt.is_some() {
+            // Resynchronise: drop the rest.
+            cons.pos = prod;
         }
+        drop(cons);
         // `more` looks again: the programs wake the reader as the queued
         // bytes grow past the watermark, so it must not sleep on records
         // that came during this drain (they may already be past it).
         let more = corrupt.is_none()
             && !busy
-            && (cons != prod || self.pos(self.producer).load(Ordering::Acquire) != cons);
+            && (read != prod || self.pos(self.producer).load(Ordering::Acquire) != read);
         (stats, corrupt, more)
     }
-}
-
-pub(crate) fn map(
-    fd: BorrowedFd<'_>,
-    len: usize,
-    prot: i32,
-    offset: usize,
-    what: &'static str,
-) -> Result<Mapping, PerfError> {
-    // SAFETY: a fresh shared mapping of the map fd; the result is checked.
-    let p =
-        unsafe { libc::mmap(ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), offset as i64) };
-    if p == libc::MAP_FAILED {
-        return Err(PerfError::RingMmap { what, len, source: io::Error::last_os_error() });
-    }
-    Ok(Mapping { ptr: p.cast(), len })
 }
 
 /// A mapped ring buffer. Field order is drop order: the view first.
@@ -141,7 +135,7 @@ pub(crate) struct BpfRing {
 }
 
 // SAFETY: the mappings are owned here and only touched through `&mut
-// PerfReader` (drain) or the kernel; nothing is tied to the opening thread.
+// RingBuf` (drain) or the kernel; nothing is tied to the opening thread.
 unsafe impl Send for BpfRing {}
 
 impl BpfRing {
@@ -159,9 +153,121 @@ impl BpfRing {
             unsafe { BpfRingView::new(consumer.ptr, producer.ptr, producer.ptr.add(page), size as u64) };
         Ok(BpfRing { view, _producer: producer, _consumer: consumer })
     }
+}
 
-    pub(crate) fn size(&self) -> usize {
-        (self.view.mask + 1) as usize
+/// Whether this kernel has the BPF ring buffer (5.8+).
+pub fn supported() -> bool {
+    Map::create(MapType::RingBuf, "tcpt_probe", 0, 0, 4096).is_ok()
+}
+
+/// The ring buffer the tracer runs, its map and its epoll set.
+pub struct RingBuf {
+    // Field order is drop order: the mappings, then the map.
+    ring: BpfRing,
+    poll: Poll,
+    scratch: Vec<u8>,
+    map: Map,
+    /// Its size in pages.
+    pub(crate) pages: usize,
+    /// Queued bytes at which the programs wake the reader (see `RingMaps`).
+    wake: (u32, u32),
+}
+
+impl RingBuf {
+    /// `ring_pages` per online CPU (one ring for all: as much memory as
+    /// perf rings would take), rounded up to a power of two, at most 1 GiB.
+    /// `None` where the kernel has no ring buffer (before 5.8: creating the
+    /// map fails with EINVAL). `cpus`: the CPUs that can run programs.
+    pub(crate) fn setup(o: &Options, cpus: u32) -> Result<Option<RingBuf>, SetupError> {
+        let online = online_cpus()?.len().max(1);
+        let pages = o.ring_pages.saturating_mul(online).checked_next_power_of_two().unwrap_or(usize::MAX);
+        let page = page_size();
+        let bytes = pages.checked_mul(page).filter(|&b| b <= 1 << 30).ok_or_else(|| {
+            SetupError::Config(format!("ring buffer of {pages} pages is larger than 1 GiB"))
+        })?;
+        let map = match Map::create(MapType::RingBuf, "tcpt_events", 0, 0, bytes as u32) {
+            Ok(m) => m,
+            Err(e) if e.errno() == Some(libc::EINVAL) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut poll = Poll::new()?;
+        poll.add_ring(map.as_fd().as_raw_fd(), 0).map_err(|source| PerfError::Epoll {
+            call: "epoll_ctl(ring buffer)",
+            cpu: None,
+            source,
+        })?;
+        poll.reserve(2);
+        let ring = BpfRing::open(map.as_fd(), bytes, page_size())?;
+        // Several CPUs may step over the watermark together: a record that
+        // finds up to one more record per CPU queued still wakes.
+        let at = o.watermark(bytes);
+        let record = (HDR as usize + o.event_size) as u32;
+        let wake = (at, at.saturating_add(cpus.saturating_mul(record)));
+        Ok(Some(RingBuf { ring, poll, scratch: Vec::with_capacity(u16::MAX as usize), map, pages, wake }))
+    }
+
+    pub(crate) fn maps(&self) -> RingMaps {
+        RingMaps { events: self.map.raw_fd(), wake_at: self.wake.0, wake_below: self.wake.1 }
+    }
+
+    pub(crate) fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    pub(crate) fn wait(&mut self, timeout_ms: i32) -> Result<Wake, PerfError> {
+        Ok(self.poll.wait(timeout_ms)?.wake)
+    }
+
+    /// Hand up to `limit` records to `f`. A corrupt ring is resynchronised
+    /// and reported.
+    pub(crate) fn drain(
+        &mut self,
+        limit: usize,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> Result<Drained, PerfError> {
+        let (stats, corrupt, more) = self.ring.view.drain(&mut self.scratch, limit, f);
+        match corrupt {
+            Some(c) => Err(PerfError::RingCorrupt { pos: c.pos, size: c.size, avail: c.avail }),
+            None => Ok(Drained { stats, more, positions: None }),
+        }
+    }
+}
+
+/// What the programs write: the ring buffer, and when they wake the reader.
+#[derive(Clone, Copy, Debug)]
+pub struct RingMaps {
+    pub events: i32,
+    /// A record that takes the queued bytes to `wake_at` wakes the reader,
+    /// and so does one that finds fewer than `wake_below` queued (several
+    /// CPUs may step over `wake_at` together).
+    pub wake_at: u32,
+    pub wake_below: u32,
+}
+
+impl RingMaps {
+    /// Stamp the event and copy it into the ring buffer, counted in flight.
+    /// The reader is woken only around the watermark; it polls for less. A
+    /// wake-up per event would cost more than the event.
+    pub(crate) fn emit(&self, a: &mut Asm, f: &Frame) {
+        let record = HDR as i32 + f.event_size as i32;
+        in_flight(a, f, |a| {
+            a.ld_map_fd(Reg::R1, self.events);
+            a.mov64_imm(Reg::R2, BPF_RB_AVAIL_DATA);
+            a.call(Helper::RingbufQuery);
+            a.mov64_imm(Reg::R5, BPF_RB_NO_WAKEUP);
+            let quiet = a.label();
+            a.jmp_imm(Jmp::Lt, Reg::R0, self.wake_at as i32 - record, quiet);
+            a.jmp_imm(Jmp::Ge, Reg::R0, self.wake_below as i32, quiet);
+            a.mov64_imm(Reg::R5, BPF_RB_FORCE_WAKEUP);
+            a.bind(quiet);
+            a.ld_map_fd(Reg::R1, self.events);
+            stack_ptr(a, Reg::R2, f.event);
+            a.mov64_imm(Reg::R3, f.event_size as i32);
+            a.mov64_reg(Reg::R4, Reg::R5);
+            a.call(Helper::RingbufOutput);
+            // Fails only when the ring is full (-EAGAIN).
+            f.stats.count_failure(a, Stat::RingFull);
+        });
     }
 }
 

@@ -1,34 +1,11 @@
-//! Slot rings: per-CPU rings of fixed-size slots in one mmap'able BPF array
-//! (`BPF_F_MMAPABLE`, 5.5+), written by the programs with plain stores.
-//! No helper call per event: `bpf_perf_event_output` cost ~150 ns of the
-//! ~175 ns an event took here.
-//!
-//! Array layout, `cpus * n` slots then one control element per CPU:
-//! - slot `cpu * n + (pos & (n - 1))`: `u64 commit` then the record, and in
-//!   the slot's last 8 bytes the program's clock read before it reserved the
-//!   slot. The program writes those, then `commit = pos + 1` (x86 keeps
-//!   stores in order; 0 is never a commit, so a zeroed slot is empty).
-//! - control `cpus * n + cpu`: `u64 head` at 0 (the next position to
-//!   reserve; the programs advance it with a cmpxchg, so a program
-//!   interrupted on its CPU by another cannot share a slot) and `u64 tail`
-//!   at 64 (ours: positions below it are read). A program finding
-//!   `head - tail == n` counts a loss instead of writing.
-//!
-//! Positions are free-running `u64`s. We read a slot's commit with Acquire,
-//! stop at the first slot not yet committed, and publish `tail` with Release
-//! after the batch (the records are handed out in place until then).
+//! One CPU's slot ring over raw memory (the layout: `mod.rs`), kept apart
+//! from the mmap so tests can run it on a heap buffer.
 
-use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::bpfring::{map, BpfRing};
-use super::reader::Mapping;
-use super::{DrainStats, PerfError, Record};
-
-/// Offset of `tail` in a control element (its own cache line).
-pub const TAIL: usize = 64;
-/// Smallest slot: the commit word, the tail's line.
-pub const MIN_SLOT: usize = TAIL + 8;
+use super::layout::{MIN_SLOT, TAIL};
+use crate::transport::mmap::Tail;
+use crate::transport::record::{DrainStats, Drained, Positions, Record};
 
 /// The consumer side of one CPU's slot ring, over raw memory.
 pub(crate) struct SlotView {
@@ -77,11 +54,12 @@ impl SlotView {
     /// reserved after it began.
     pub(crate) fn drain(&self, limit: usize, f: &mut dyn FnMut(Record<'_>)) -> Drained {
         let head = self.head();
-        let start = self.tail().load(Ordering::Relaxed);
-        let mut pos = start;
+        let mut tail = Tail::new(self.tail());
+        let start = tail.start();
         let mut stats = DrainStats::default();
         let mut reserved_after = None;
-        while (pos.wrapping_sub(start) as usize) < limit {
+        while (tail.pos.wrapping_sub(start) as usize) < limit {
+            let pos = tail.pos;
             let at = (pos & (self.n - 1)) as usize * self.slot;
             // SAFETY: at + slot ≤ n * slot bytes by the contract of `new`.
             let p = unsafe { self.slots.add(at) };
@@ -95,90 +73,16 @@ impl SlotView {
             f(Record::Sample(rec));
             // SAFETY: the slot's last 8 bytes, as above.
             reserved_after = Some(self.word(unsafe { p.add(self.slot - 8) }).load(Ordering::Relaxed));
-            pos = pos.wrapping_add(1);
+            tail.pos = pos.wrapping_add(1);
         }
-        if pos != start {
-            self.tail().store(pos, Ordering::Release);
-        }
+        let pos = tail.pos;
+        drop(tail);
         let more = pos.wrapping_sub(start) as usize >= limit && {
             let at = (pos & (self.n - 1)) as usize * self.slot;
             // SAFETY: as above.
             self.word(unsafe { self.slots.add(at) }).load(Ordering::Acquire) == pos.wrapping_add(1)
         };
-        Drained { stats, more, head, tail: pos, reserved_after }
-    }
-}
-
-/// What one [`SlotView::drain`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drained {
-    pub stats: DrainStats,
-    /// The limit stopped it with committed records left.
-    pub more: bool,
-    /// The next position to reserve when it began: positions from it on
-    /// were reserved after that.
-    pub head: u64,
-    /// The first position not read.
-    pub tail: u64,
-    /// The clock its program read before reserving the last record read:
-    /// positions after it were reserved later (so stamped later).
-    pub reserved_after: Option<u64>,
-}
-
-impl Drained {
-    /// Every position reserved when it began was read.
-    pub fn clear(&self) -> bool {
-        self.tail.wrapping_sub(self.head) as i64 >= 0
-    }
-}
-
-/// The slot array's mapping, a view per CPU, and the ring buffer whose
-/// records only wake the reader.
-pub(crate) struct SlotRings {
-    pub(crate) views: Vec<SlotView>,
-    pub(crate) wake: BpfRing,
-    _map: Mapping,
-}
-
-// SAFETY: the mapping is owned here and only touched through `&mut
-// PerfReader` or by the kernel.
-unsafe impl Send for SlotRings {}
-
-impl SlotRings {
-    /// Map the array `fd` (`cpus * n + cpus` elements of `slot` bytes).
-    pub(crate) fn open(
-        fd: BorrowedFd<'_>,
-        cpus: u32,
-        n: u64,
-        slot: usize,
-        wake: BpfRing,
-        page: usize,
-    ) -> Result<SlotRings, PerfError> {
-        let count = u64::from(cpus).checked_mul(n).and_then(|s| s.checked_add(u64::from(cpus)));
-        let bytes = count.and_then(|c| c.checked_mul(slot as u64)).filter(|_| n.is_power_of_two());
-        let Some(bytes) = bytes.filter(|_| slot.is_multiple_of(8) && slot >= MIN_SLOT) else {
-            return Err(PerfError::BadSlots { cpus, n, slot });
-        };
-        let len = (bytes as usize).div_ceil(page) * page;
-        let m = map(fd, len, libc::PROT_READ | libc::PROT_WRITE, 0, "slot array")?;
-        let ring_bytes = n as usize * slot;
-        let views = (0..cpus as usize)
-            .map(|c| {
-                // SAFETY: both ranges lie inside the mapping of `bytes`
-                // (checked above); it lives as long as the views (same struct).
-                unsafe {
-                    let slots = m.ptr.add(c * ring_bytes);
-                    let ctl = m.ptr.add(cpus as usize * ring_bytes + c * slot);
-                    SlotView::new(slots, ctl, n, slot)
-                }
-            })
-            .collect();
-        Ok(SlotRings { views, wake, _map: m })
-    }
-
-    /// Positions reserved and not read, on all CPUs.
-    pub(crate) fn unread(&self) -> u64 {
-        self.views.iter().map(SlotView::unread).sum()
+        Drained { stats, more, positions: Some(Positions { head, tail: pos, reserved_after }) }
     }
 }
 
@@ -235,6 +139,11 @@ mod tests {
     fn collect(v: &SlotView, limit: usize) -> (Vec<u64>, bool) {
         let (got, d) = collect_all(v, limit);
         (got, d.more)
+    }
+
+    /// The positions a slot ring's drain reports.
+    fn at(d: &Drained) -> Positions {
+        d.positions.unwrap()
     }
 
     fn collect_all(v: &SlotView, limit: usize) -> (Vec<u64>, Drained) {
@@ -305,17 +214,25 @@ mod tests {
     #[test]
     fn clear_only_when_every_position_reserved_before_was_read() {
         let mut f = Fake::new(8);
-        assert!(collect_all(&f.view(0), usize::MAX).1.clear(), "an empty ring is clear");
+        assert!(at(&collect_all(&f.view(0), usize::MAX).1).clear(), "an empty ring is clear");
         let a = f.reserve(0);
         let b = f.reserve(0);
         f.commit(0, b, 2);
         let (got, d) = collect_all(&f.view(0), usize::MAX);
-        assert_eq!((got, d.clear(), d.head, d.tail), (vec![], false, 2, 0), "a reserved, uncommitted slot");
+        assert_eq!(
+            (got, at(&d).clear(), at(&d).head, at(&d).tail),
+            (vec![], false, 2, 0),
+            "a reserved, uncommitted slot"
+        );
         f.commit(0, a, 1);
         let (got, d) = collect_all(&f.view(0), 1);
-        assert_eq!((got, d.clear(), d.more, d.tail), (vec![1], false, true, 1), "the limit left one");
+        assert_eq!(
+            (got, at(&d).clear(), d.more, at(&d).tail),
+            (vec![1], false, true, 1),
+            "the limit left one"
+        );
         let (got, d) = collect_all(&f.view(0), 1);
-        assert_eq!((got, d.clear(), d.more), (vec![2], true, false));
+        assert_eq!((got, at(&d).clear(), d.more), (vec![2], true, false));
     }
 
     #[test]

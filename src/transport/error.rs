@@ -1,7 +1,10 @@
-//! Errors of the perf reader; each names the failing call and the CPU.
+//! Errors of the transports' readers (each names the failing call and,
+//! for perf rings, the CPU) and of their setup.
 
 use std::fmt;
 use std::io;
+
+use crate::loader::LoadError;
 
 #[derive(Debug)]
 pub enum PerfError {
@@ -126,5 +129,39 @@ impl std::error::Error for PerfError {
             | Self::Read { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// Why a transport could not be set up.
+#[derive(Debug)]
+pub enum SetupError {
+    /// Creating or filling a map.
+    Map(LoadError),
+    Perf(PerfError),
+    /// Rings of the configured size cannot be.
+    Config(String),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Map(e) => write!(f, "{e}"),
+            Self::Perf(e) => write!(f, "{e}"),
+            Self::Config(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+impl From<LoadError> for SetupError {
+    fn from(e: LoadError) -> SetupError {
+        SetupError::Map(e)
+    }
+}
+
+impl From<PerfError> for SetupError {
+    fn from(e: PerfError) -> SetupError {
+        SetupError::Perf(e)
     }
 }

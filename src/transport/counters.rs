@@ -5,9 +5,8 @@
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::bpfring::map;
-use super::reader::Mapping;
-use super::PerfError;
+use crate::transport::error::PerfError;
+use crate::transport::mmap::{map, Mapping};
 
 /// The mapped array: one element of `elem` bytes (u64 counters) per CPU.
 pub struct Counters {

@@ -1,10 +1,12 @@
-//! Ring logic over raw memory, kept apart from the mmap so tests can run it
-//! on a heap buffer laid out like a real mapping.
+//! A perf ring over raw memory, kept apart from the mmap so tests (and
+//! the fuzzer) can run it on a heap buffer laid out like a real mapping.
 
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{DrainStats, PerfError, Record};
+use crate::transport::error::PerfError;
+use crate::transport::mmap::Tail;
+use crate::transport::record::{contiguous, Corrupt, DrainStats, Record};
 
 /// Offsets into `struct perf_event_mmap_page`.
 const DATA_HEAD: usize = 1024;
@@ -37,15 +39,6 @@ pub(crate) fn data_layout(
     };
     let fits = off >= (DATA_SIZE + 8) as u64 && off.checked_add(size)? <= map_len as u64;
     (fits && size.is_power_of_two() && size >= HEADER).then_some((off as usize, size))
-}
-
-/// A record header that cannot be right. `size` is the header's size field
-/// (0 when no header could be read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Corrupt {
-    pub pos: u64,
-    pub size: u64,
-    pub avail: u64,
 }
 
 /// The consumer side of one ring.
@@ -112,29 +105,27 @@ impl RingView {
         f: &mut dyn FnMut(Record<'_>),
     ) -> (DrainStats, Option<Corrupt>, bool) {
         let head = self.atomic(DATA_HEAD).load(Ordering::Acquire);
-        // Only we write data_tail.
-        let start = self.atomic(DATA_TAIL).load(Ordering::Relaxed);
+        let mut tail = Tail::new(self.atomic(DATA_TAIL));
         let mut stats = DrainStats::default();
-        let mut tail = start;
         let mut corrupt = None;
-        if head.wrapping_sub(tail) > self.mask + 1 {
-            corrupt = Some(Corrupt { pos: tail, size: 0, avail: head.wrapping_sub(tail) });
+        if head.wrapping_sub(tail.pos) > self.mask + 1 {
+            corrupt = Some(Corrupt { pos: tail.pos, size: 0, avail: head.wrapping_sub(tail.pos) });
         }
         let mut n = 0;
-        while corrupt.is_none() && tail != head && n < limit {
+        while corrupt.is_none() && tail.pos != head && n < limit {
             n += 1;
-            let avail = head.wrapping_sub(tail);
+            let avail = head.wrapping_sub(tail.pos);
             let mut hdr = [0u8; HEADER as usize];
             if avail >= HEADER {
-                self.copy_out(tail, &mut hdr);
+                self.copy_out(tail.pos, &mut hdr);
             }
             let typ = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
             let size = u64::from(u16::from_ne_bytes([hdr[6], hdr[7]]));
             if size < HEADER || size > avail {
-                corrupt = Some(Corrupt { pos: tail, size, avail });
+                corrupt = Some(Corrupt { pos: tail.pos, size, avail });
                 break;
             }
-            let rec = self.record(tail, size as usize, scratch);
+            let rec = self.record(tail.pos, size as usize, scratch);
             match parse(typ, rec) {
                 Ok(Some(r)) => {
                     match r {
@@ -144,22 +135,23 @@ impl RingView {
                     f(r);
                 }
                 Ok(None) => {}
-                Err(()) => corrupt = Some(Corrupt { pos: tail, size, avail }),
+                Err(()) => corrupt = Some(Corrupt { pos: tail.pos, size, avail }),
             }
-            tail = tail.wrapping_add(size);
+            tail.pos = tail.pos.wrapping_add(size);
         }
-        let new_tail = if corrupt.is_some() { head } else { tail };
-        if new_tail != start {
-            self.atomic(DATA_TAIL).store(new_tail, Ordering::Release);
+        let more = corrupt.is_none() && tail.pos != head;
+        if corrupt.is_some() {
+            // Resynchronise: drop the rest.
+            tail.pos = head;
         }
-        (stats, corrupt, corrupt.is_none() && tail != head)
+        (stats, corrupt, more)
     }
 }
 
 /// Test/fuzz support: drain a ring laid out in `mem` like a perf mapping of
 /// `mem.len() * 8` bytes with pages of `page` bytes (metadata first:
 /// `data_head`/`data_tail`/`data_offset`/`data_size` at bytes 1024/1032/1040/1048),
-/// exactly as `PerfReader::drain` drains one mapped ring (errors as for CPU 0).
+/// exactly as `PerfBuf::drain` drains one mapped ring (errors as for CPU 0).
 /// The new `data_tail` is stored back into `mem`.
 #[doc(hidden)]
 pub fn drain_buffer(
@@ -185,18 +177,6 @@ pub fn drain_buffer(
         Some(c) => Err(PerfError::Corrupt { cpu: 0, pos: c.pos, size: c.size, avail: c.avail }),
         None => Ok(stats),
     }
-}
-
-/// A record split by the end of a ring as one slice: `a` itself when `b` is
-/// empty, else both copied into `scratch` (which keeps its capacity).
-pub(crate) fn contiguous<'s>(a: &'s [u8], b: &[u8], scratch: &'s mut Vec<u8>) -> &'s [u8] {
-    if b.is_empty() {
-        return a;
-    }
-    scratch.clear();
-    scratch.extend_from_slice(a);
-    scratch.extend_from_slice(b);
-    scratch
 }
 
 /// Decode one whole record; `None` for types we skip.

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::ring::{data_layout, Corrupt, RingView, PERF_RECORD_LOST, PERF_RECORD_SAMPLE};
-use super::{DrainStats, Record};
+use super::ring::{data_layout, RingView, PERF_RECORD_LOST, PERF_RECORD_SAMPLE};
+use crate::transport::record::{Corrupt, DrainStats, Record};
 
 const META: usize = 4096;
 

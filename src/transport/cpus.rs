@@ -1,6 +1,6 @@
 //! CPU lists from sysfs (`0-3,5,7-8`).
 
-use super::PerfError;
+use crate::transport::error::PerfError;
 
 const ONLINE: &str = "/sys/devices/system/cpu/online";
 const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
