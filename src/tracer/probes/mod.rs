@@ -39,6 +39,7 @@ mod fill;
 mod filters;
 mod frame;
 mod kernel;
+mod maps;
 mod output;
 mod owner;
 mod read;
@@ -53,6 +54,7 @@ pub use connect::{connect_entry_program, connect_exit_program, ConnectHook};
 pub use destroy::destroy_program;
 pub use fill::{Sport, KIND_ACCEPT, KIND_CLOSE, KIND_CONNECT, KIND_FAILED};
 pub use frame::CONN_VALUE_SIZE;
+pub use maps::MapFds;
 pub use output::STATS_VALUE_SIZE;
 pub use read::Mem;
 pub use state::{state_program, StateHook};
@@ -61,10 +63,6 @@ pub use stats::{
     STAT_OUTPUT_FAILED, STAT_RING_FULL,
 };
 
-// What `output.rs` takes through `use super::*`.
-use super::event::{off, EVENT_SIZE};
-use crate::asm::{Alu, Asm, Helper, Jmp, Reg, Size};
-use frame::{stack_ptr, EV, FLIGHT, KEY, PRE, TMP};
 
 /// Most ports `Filters::ports` may hold.
 pub const MAX_PORTS: usize = 16;
@@ -117,16 +115,3 @@ impl Filters {
     }
 }
 
-/// Map fds the programs reference.
-#[derive(Clone, Copy, Debug)]
-pub struct MapFds {
-    /// What the events are written to (see `crate::transport`).
-    pub transport: crate::transport::TransportMaps,
-    pub conns: i32,
-    /// ident → 1: deferred X, not yet claimed (see `owner.rs`).
-    pub marks: i32,
-    /// pid_tgid → sk between kprobe entry and return (kprobe backend only).
-    pub inflight: Option<i32>,
-    /// An mmap'able array: [`STATS_VALUE_SIZE`] bytes of counters per CPU.
-    pub stats: i32,
-}

@@ -1,7 +1,11 @@
 //! The per-CPU counters, and the output: the event handed to the write
 //! side of the transport that runs (`crate::transport`).
 
-use super::*;
+use super::frame::{stack_ptr, EV, FLIGHT, KEY, PRE, TMP};
+use super::maps::MapFds;
+use super::stats::{STATS, STAT_IN_FLIGHT, STAT_OUTPUT_FAILED, STAT_RING_FULL};
+use crate::asm::{Asm, Helper, Jmp, Reg, Size};
+use crate::tracer::event::{off, EVENT_SIZE};
 use crate::transport::{Frame, Stat, Stats, SLOT_SIZE};
 
 /// A `stats` element: [`STATS`] u64 counters, one cache line per CPU.
