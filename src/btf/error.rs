@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::{Kind, TypeId};
+use super::kind::{Kind, TypeId};
 
 /// An error from parsing BTF or from a lookup in it.
 #[derive(Debug)]

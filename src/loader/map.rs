@@ -1,7 +1,7 @@
 //! BPF maps: create, update, look up, delete, walk keys.
 
+use super::error::LoadError;
 use super::sys::{self, Cmd};
-use super::LoadError;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

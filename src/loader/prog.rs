@@ -1,9 +1,9 @@
 //! BPF program load: first without a verifier log, then (on failure) again
 //! with a log that grows until the verifier's whole output fits.
 
+use super::error::LoadError;
 use super::map::obj_name;
 use super::sys::{self, Cmd};
-use super::LoadError;
 use crate::asm::RawInsn;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 

@@ -15,13 +15,13 @@
 use super::fill::{fill_event, Sport, Tail, KIND_CLOSE};
 use super::frame::{exit0, CONN_IDENT, CONN_OPEN, CTX, FLAG, IDENT, KIND, OPEN, SK};
 use super::kernel::CLOSE;
+use super::maps::MapFds;
 use super::output::{count, output};
 use super::owner::conns_call;
 use super::read::{read_sk, sock_access};
 use super::state::StateHook;
 use super::stats::STAT_CLOSE_AT_DESTROY;
 use super::task::owner_to_event;
-use super::maps::MapFds;
 use super::Filters;
 use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Program, Reg, Size};
 use crate::tracer::offsets::{Field, SockOffsets};

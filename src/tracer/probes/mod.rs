@@ -63,7 +63,6 @@ pub use stats::{
     STAT_OUTPUT_FAILED, STAT_RING_FULL,
 };
 
-
 /// Most ports `Filters::ports` may hold.
 pub const MAX_PORTS: usize = 16;
 
@@ -114,4 +113,3 @@ impl Filters {
         !self.no_netns || self.netns.is_some()
     }
 }
-

@@ -23,11 +23,11 @@
 use super::fill::set_kind;
 use super::filters::task_filters;
 use super::frame::{stack_ptr, CONN_IDENT, CONN_OPEN, FLAG, IDENT, KEY, SK, TMP, VAL};
+use super::maps::MapFds;
 use super::output::{count, count_failure};
 use super::read::probe_read;
 use super::stats::{STAT_CONN_UPDATE_FAILED, STAT_MARK_FAILED};
 use super::task::{owner_to_event, task_block};
-use super::maps::MapFds;
 use super::Filters;
 use crate::asm::{Asm, Helper, Jmp, Label, Reg, Size};
 use crate::tracer::event::KIND_PENDING;

@@ -5,11 +5,11 @@ use super::fill::{fill_event, Sport, Tail, KIND_CLOSE, KIND_CONNECT, KIND_FAILED
 use super::filters::{pid_filter, task_filters};
 use super::frame::{exit0, CONN_OPEN, CTX, FLAG, IDENT, KIND, OPEN, SK, TMP, VAL};
 use super::kernel::{CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, LAST_ACK, SYN_RECV, SYN_SENT};
+use super::maps::MapFds;
 use super::output::output;
 use super::owner::{conns_call, defer, lookup_owner, read_ident, remember_owner, DEFER_KNOWN, DEFER_UNKNOWN};
 use super::read::{check_tcp, probe_read, read_owned, read_sk, sock_access, Mem};
 use super::task::{current_to_event, owner_to_event, unknown_to_event};
-use super::maps::MapFds;
 use super::Filters;
 use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Label, Program, Reg, Size};
 use crate::tracer::offsets::{Field, SockOffsets};
