@@ -33,7 +33,7 @@ static:
 	@ls -l $(STATIC)
 
 unit:
-	$(CARGO) test --lib
+	$(CARGO) test --lib --bins
 
 # Unit tests, the root integration tests against the static binary users get on
 # this kernel, then the same suite in QEMU guests (5.10, 6.1, 6.12) per backend.
