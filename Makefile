@@ -33,7 +33,7 @@ static:
 	@ls -l $(STATIC)
 
 unit:
-	$(CARGO) test --lib
+	$(CARGO) test --lib --bins
 
 # Unit tests (the library's root-only ones are #[ignore]d: run here, as root), the
 # root integration tests against the static binary users get on

@@ -9,6 +9,14 @@
 mod encoder;
 #[path = "../fuzz/src/targets.rs"]
 mod targets;
+/// The command line's table and JSON writers, which `event_row` runs.
+#[allow(dead_code)]
+#[path = "../src/cli"]
+mod cli {
+    pub mod fmt;
+    pub mod json;
+    pub mod output;
+}
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

@@ -10,11 +10,12 @@ use std::sync::{Arc, OnceLock};
 
 use tcptracer::btf::{Btf, Kind, Member};
 use tcptracer::tracer::event::{encode, Event, Kind as EventKind, EVENT_SIZE};
-use tcptracer::tracer::json;
 use tcptracer::tracer::offsets::{FdOffsets, SockOffsets};
-use tcptracer::tracer::output::{push_ipv4, push_ipv6, row, Format};
 use tcptracer::transport::{drain_buffer, PerfError, Record};
 
+use crate::cli::fmt::{push_ipv4, push_ipv6};
+use crate::cli::json;
+use crate::cli::output::{row, Format};
 use crate::encoder::Builder;
 
 /// A target body.

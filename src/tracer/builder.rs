@@ -13,10 +13,18 @@
 //! # Ok::<(), tcptracer::tracer::Error>(())
 //! ```
 
-use super::probes::MAX_PORTS;
-use super::{Backend, Config, Error, Tracer};
+use super::config::{Backend, Config};
+use super::error::Error;
+use super::Tracer;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+impl Tracer {
+    /// Configure and start a tracer (see [`Builder`]).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
 
 /// Collects a [`Config`]; [`Builder::start`] checks it and starts tracing.
 #[derive(Clone, Debug)]
@@ -163,7 +171,7 @@ impl Builder {
         if let Some(name) = &self.comm {
             cfg.filters.comm = Some(comm(name)?);
         }
-        check(&cfg)?;
+        cfg.check().map_err(Error::Config)?;
         Ok(cfg)
     }
 
@@ -175,53 +183,6 @@ impl Builder {
 fn bad(msg: impl Into<String>) -> Error {
     Error::Config(msg.into())
 }
-
-/// Check values the kernel would silently never match.
-pub fn check(cfg: &Config) -> Result<(), Error> {
-    let f = &cfg.filters;
-    if let Some(p) = f.pid {
-        if p == 0 || p > 4_194_304 {
-            return Err(bad(format!("invalid PID {p}: must be between 1 and 4194304")));
-        }
-    }
-    if f.netns == Some(0) {
-        return Err(bad(
-            "invalid NETNS 0: give the inode number of a network namespace (ls -Li /proc/PID/ns/net)",
-        ));
-    }
-    if let Some(ip) = f.family.filter(|&ip| ip != 4 && ip != 6) {
-        return Err(bad(format!("invalid IP family {ip}: must be 4 or 6")));
-    }
-    if f.uid == Some(u32::MAX) {
-        return Err(bad("invalid UID 4294967295: that is the kernel's \"no user\" id"));
-    }
-    if f.cgroup == Some(0) {
-        return Err(bad("invalid cgroup id 0"));
-    }
-    if f.ports.len() > MAX_PORTS {
-        return Err(bad(format!("too many ports: at most {MAX_PORTS}")));
-    }
-    if f.ports.contains(&0) {
-        return Err(bad("invalid port 0: must be between 1 and 65535"));
-    }
-    let page = crate::transport::page_size();
-    if cfg.ring_pages < MIN_RING_BYTES / page || cfg.ring_pages > MAX_RING_BYTES / page {
-        return Err(bad(format!(
-            "invalid buffer size {} KiB per CPU: must be between {} KiB and {} MiB",
-            cfg.ring_pages * page / 1024,
-            MIN_RING_BYTES / 1024,
-            MAX_RING_BYTES >> 20
-        )));
-    }
-    if cfg.max_conns.is_some_and(|n| n == 0 || n > MAX_CONNS) {
-        return Err(bad(format!("invalid --max-conns: must be between 1 and {MAX_CONNS}")));
-    }
-    Ok(())
-}
-
-/// Least and most ring memory per CPU (`-b`).
-pub const MIN_RING_BYTES: usize = 4 << 10;
-pub const MAX_RING_BYTES: usize = 512 << 20;
 
 /// A size such as `512K`, `2M`, `1G` or `65536` (bytes; K, M, G are
 /// binary, upper or lower case, an `iB` or `B` after them allowed).
@@ -240,10 +201,6 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(1 << shift).ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
-
-/// Most sockets `--max-conns` may ask for (the map's elements are ~100
-/// bytes of kernel memory each).
-pub const MAX_CONNS: u32 = 1 << 24;
 
 /// COMM as the kernel stores it: at most 15 bytes, NUL-padded.
 pub fn comm(name: &[u8]) -> Result<[u8; 16], Error> {

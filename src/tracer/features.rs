@@ -1,7 +1,7 @@
 //! What this kernel supports, found by trying (tiny loads, file checks),
 //! and which backend `auto` picks from it.
 
-use super::Backend;
+use super::config::Backend;
 use crate::asm::{Asm, Helper, Reg};
 use crate::btf::{Btf, Kind as BtfKind};
 use crate::loader::prog::{self, ProgSpec, ATTACH_TRACE_FENTRY, ATTACH_TRACE_RAW_TP};

@@ -3,191 +3,33 @@
 
 pub mod backend;
 pub mod builder;
+pub mod check;
+pub mod config;
 pub mod deferred;
+pub mod error;
 pub mod event;
-pub mod exe;
 pub mod features;
-pub mod json;
+pub mod io;
 pub mod offsets;
 pub mod order;
-pub mod output;
 pub mod probes;
-pub mod writer;
 
-use crate::asm::AsmError;
-use crate::btf::{Btf, BtfError};
+use crate::btf::Btf;
 use crate::loader::attach::{self, BpfLink, PerfLink};
 use crate::loader::kprobe::{self, Kprobe};
 use crate::loader::map::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC};
 use crate::loader::prog;
 use crate::loader::tracefs::Tracefs;
-use crate::loader::{LoadError, Map, MapType, Prog, ProgSpec};
-use crate::transport::{self, Counters, PerfError, Record, SetupError, Transport, Wake};
+use crate::loader::{Map, MapType, Prog, ProgSpec};
+use crate::transport::{self, Counters, Record, Transport, Wake};
+pub use config::{Backend, Config, Filters, CONNS_MIN, DEFAULT_RING_BYTES};
 use deferred::Deferred;
+pub use error::Error;
 use event::Event;
-pub use probes::Filters;
-use std::fmt;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Which hooks to use (see `backend.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// The best the kernel offers: fentry, then kprobe, then tracepoint.
-    Auto,
-    /// `sock:inet_sock_set_state` (BTF tracepoint) + `syscalls:sys_exit_accept{,4}`.
-    Tracepoint,
-    /// kprobes on `tcp_v{4,6}_connect` (entry and return) and `tcp_set_state`.
-    Kprobe,
-    /// fentry/fexit on the same functions, through BPF trampolines.
-    Fentry,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Auto => "auto",
-            Backend::Tracepoint => "tracepoint",
-            Backend::Kprobe => "kprobe",
-            Backend::Fentry => "fentry",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Backend> {
-        [Backend::Auto, Backend::Tracepoint, Backend::Kprobe, Backend::Fentry]
-            .into_iter()
-            .find(|b| b.name() == s)
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub filters: Filters,
-    pub backend: Backend,
-    /// BTF file to read instead of /sys/kernel/btf/vmlinux.
-    pub btf: Option<PathBuf>,
-    /// Print phase timings, disassembly and verifier logs on stderr.
-    pub debug: bool,
-    /// Ring memory per CPU, in pages: a slot ring of as many 128-byte slots
-    /// or a perf ring of as many pages (each rounded down to a power of
-    /// two); the ring buffer has this many per online CPU, in one ring.
-    pub ring_pages: usize,
-    /// One BPF ring buffer (5.8+) instead of per-CPU rings. Measured on
-    /// 6.18 (2 vCPU) against perf rings: programs ~12 % faster with one
-    /// producing CPU, ~12 % slower with two (one lock), and the state
-    /// program then fires inside itself a few times per million connections
-    /// under churn (each such run is skipped), which perf rings did not
-    /// show. Where the kernel has no ring buffer, per-CPU rings are used.
-    pub ringbuf: bool,
-    /// Per-CPU perf rings even where the kernel can run slot rings (the
-    /// default from 5.12: see `transport/slots/`; programs ~15-20 % faster
-    /// per run here than with `bpf_perf_event_output`).
-    pub perf_rings: bool,
-    /// Bytes in a ring before the reader is woken; 0: an eighth of the
-    /// ring. Each wake-up costs the producing CPU an interrupt (an exit on
-    /// a VM): 16 KiB woke the reader every ~150 events, which made the
-    /// probes ~30 % slower here than an eighth of the ring does. Half the
-    /// ring took another 4 % (state) and 10 % (accept) off, but with it the
-    /// soak test saw the state program skipped (fired inside itself) in 3
-    /// of 7 runs, against 0 of 17 with an eighth: not the default.
-    pub watermark: u32,
-    /// Attach kprobes through tracefs `kprobe_events` even where the kprobe
-    /// PMU exists (the path older kernels take).
-    pub kprobe_tracefs: bool,
-    /// Perf rings and the ring buffer: events are held this long (ns) so
-    /// that events from all CPUs come out in time order; 0 sorts each drain
-    /// only. (Slot rings need no window: see `Tracer::drain`.)
-    pub reorder_ns: u64,
-    /// Sockets the probes can track at once (connecting, or owned for an X
-    /// in softirq); `None`: four times the TCP sockets allocated at start,
-    /// at least [`CONNS_MIN`]. When full, a socket is not tracked and that
-    /// is reported as a loss.
-    pub max_conns: Option<u32>,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            filters: Filters::default(),
-            backend: Backend::Auto,
-            btf: None,
-            debug: false,
-            ring_pages: DEFAULT_RING_BYTES / 4096,
-            ringbuf: false,
-            perf_rings: false,
-            watermark: 0,
-            kprobe_tracefs: false,
-            reorder_ns: 2_000_000,
-            max_conns: None,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum Error {
-    Btf(BtfError),
-    Asm(AsmError),
-    Load {
-        source: LoadError,
-        disasm: Option<String>,
-    },
-    Perf(PerfError),
-    /// A value in the configuration that cannot work.
-    Config(String),
-    /// The kernel cannot run the chosen backend.
-    Unsupported {
-        backend: Backend,
-        why: String,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            Error::Btf(e) => write!(f, "{e}"),
-            Error::Asm(e) => write!(f, "assembling BPF program: {e}"),
-            Error::Load { source, .. } => write!(f, "{source}"),
-            Error::Perf(e) => write!(f, "{e}"),
-            Error::Config(msg) => write!(f, "{msg}"),
-            Error::Unsupported { backend, why } => {
-                write!(f, "the {} backend cannot run on this kernel: {why}", backend.name())
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<BtfError> for Error {
-    fn from(e: BtfError) -> Error {
-        Error::Btf(e)
-    }
-}
-impl From<AsmError> for Error {
-    fn from(e: AsmError) -> Error {
-        Error::Asm(e)
-    }
-}
-impl From<LoadError> for Error {
-    fn from(e: LoadError) -> Error {
-        Error::Load { source: e, disasm: None }
-    }
-}
-impl From<PerfError> for Error {
-    fn from(e: PerfError) -> Error {
-        Error::Perf(e)
-    }
-}
-
-/// Ring memory per CPU by default: 2 MiB (16384 slots of a slot ring). The
-/// soak (1M connection attempts, ~120k events/s) lost events in 1 of 10
-/// runs with 512 KiB on an otherwise quiet 2-CPU machine.
-pub const DEFAULT_RING_BYTES: usize = 2 << 20;
-
-/// Least `conns` capacity by default (see `Config::max_conns`).
-pub const CONNS_MIN: u32 = 65536;
 /// Most `conns` capacity by default.
 const CONNS_DEFAULT_MAX: u32 = 1 << 22;
 /// Closes deferred at once (see `deferred.rs`; each waits at most
@@ -327,7 +169,7 @@ fn clock_before_loads() -> u64 {
 
 fn debug_log(cfg: &Config, msg: impl FnOnce() -> String) {
     if cfg.debug {
-        writer::say(&msg());
+        io::say(&msg());
     }
 }
 
@@ -396,18 +238,13 @@ fn attach_probe(
 fn verifier_logs(probes: &[backend::Probe]) {
     for p in probes {
         match prog::load(&p.spec(true)) {
-            Ok(prog) => writer::say(&format!("verifier log for {}:\n{}", p.name, prog.log.trim_end())),
-            Err(e) => writer::say(&format!("verifier log for {}: {e}", p.name)),
+            Ok(prog) => io::say(&format!("verifier log for {}:\n{}", p.name, prog.log.trim_end())),
+            Err(e) => io::say(&format!("verifier log for {}: {e}", p.name)),
         }
     }
 }
 
 impl Tracer {
-    /// Configure and start a tracer (see [`builder`]).
-    pub fn builder() -> builder::Builder {
-        builder::Builder::default()
-    }
-
     /// Wait up to `timeout_ms` (-1: without end) until events are handed
     /// out, then hand out what is ready; returns the samples reported lost
     /// (full rings) in this call. It also returns when a fd added with
@@ -434,7 +271,7 @@ impl Tracer {
     }
 
     pub fn start(cfg: &Config) -> Result<Tracer, Error> {
-        builder::check(cfg)?;
+        cfg.check().map_err(Error::Config)?;
         let t0 = Instant::now();
         let t0_mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
         crate::loader::raise_memlock();
@@ -982,16 +819,6 @@ impl Setup {
             transport: chosen.transport,
             slot_fallback: chosen.slot_fallback,
         })
-    }
-}
-
-impl From<SetupError> for Error {
-    fn from(e: SetupError) -> Error {
-        match e {
-            SetupError::Map(e) => e.into(),
-            SetupError::Perf(e) => Error::Perf(e),
-            SetupError::Config(msg) => Error::Config(msg),
-        }
     }
 }
 

@@ -63,7 +63,7 @@ impl Reorder {
         let cap = self.pending.capacity();
         if cap > SHRINK_ABOVE && self.pending.len() < cap / 8 {
             self.pending.shrink_to(cap / 4);
-            super::writer::trim();
+            super::io::trim();
         }
         n
     }

@@ -12,8 +12,8 @@ use super::output::output;
 use super::owner::{conns_call, fence, mark_call, record_owner};
 use super::read::{check_tcp, probe_read, read_ptr, sock_access, Mem};
 use super::task::task_block;
-use super::Filters;
 use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Label, Program, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::event::off;
 use crate::tracer::offsets::{FdOffsets, SockOffsets};
 

@@ -13,8 +13,8 @@ use super::filters::pid_filter;
 use super::frame::{exit0, stack_ptr, CTX, KEY, SK, TMP};
 use super::maps::MapFds;
 use super::owner::{conns_call, read_ident, remember_owner};
-use super::Filters;
 use crate::asm::{Asm, AsmError, Helper, Jmp, Program, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::offsets::SockOffsets;
 
 /// The connecting task's pid_tgid (entry).

@@ -22,8 +22,8 @@ use super::read::{read_sk, sock_access};
 use super::state::StateHook;
 use super::stats::STAT_CLOSE_AT_DESTROY;
 use super::task::owner_to_event;
-use super::Filters;
 use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Program, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::offsets::{Field, SockOffsets};
 
 /// The socket's remote port, then its state for `fill_event` (CLOSE).

@@ -4,8 +4,8 @@ use super::filters::{port_filter, task_filters};
 use super::frame::{EV, IDENT, KIND, SK, TMP};
 use super::kernel::{AF_INET, AF_INET6, CLOSE};
 use super::read::{probe_read, read_sk, Access};
-use super::Filters;
 use crate::asm::{Asm, Jmp, Label, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::event::{off, Kind, KIND_PENDING};
 use crate::tracer::offsets::{Field, SockOffsets};
 

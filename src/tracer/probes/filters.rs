@@ -2,8 +2,8 @@
 //! where the fields they test are read).
 
 use super::frame::EV;
-use super::Filters;
 use crate::asm::{Alu, Asm, Jmp, Label, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::event::off;
 
 /// Go to `out` unless the tgid in the upper half of `reg` is the filtered pid.

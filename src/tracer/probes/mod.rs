@@ -49,6 +49,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
+pub use crate::tracer::config::Filters;
 pub use accept::accept_program;
 pub use connect::{connect_entry_program, connect_exit_program, ConnectHook};
 pub use destroy::destroy_program;
@@ -62,54 +63,3 @@ pub use stats::{
     STATS, STAT_CLOSE_AT_DESTROY, STAT_CONN_UPDATE_FAILED, STAT_IN_FLIGHT, STAT_MARK_FAILED,
     STAT_OUTPUT_FAILED, STAT_RING_FULL,
 };
-
-/// Most ports `Filters::ports` may hold.
-pub const MAX_PORTS: usize = 16;
-
-/// What the probes filter on (all in the kernel; filters combine with AND)
-/// and what they report.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filters {
-    /// Process id (tgid).
-    pub pid: Option<u32>,
-    /// Network namespace inode number.
-    pub netns: Option<u32>,
-    /// 4 or 6: sockets of that family only.
-    pub family: Option<u8>,
-    pub uid: Option<u32>,
-    /// cgroup v2 id (the cgroup directory's inode number).
-    pub cgroup: Option<u64>,
-    /// Either side's port is one of these (at most [`MAX_PORTS`]).
-    pub ports: Vec<u16>,
-    /// COMM, NUL-padded (at most 15 bytes of name).
-    pub comm: Option<[u8; 16]>,
-    /// Also report connects that never established (kind F, with sk_err).
-    pub failed: bool,
-    /// Fill uid, gid and cgroup in events (two more helper calls per
-    /// recorded task); implied by the uid and cgroup filters.
-    pub task_ids: bool,
-    /// Leave the events' netns 0: two kernel reads less per event, about
-    /// 50 ns here. Ignored with the netns filter.
-    pub no_netns: bool,
-    /// Tests only: the state program ignores the closing moves outside
-    /// process context of connections with this local or remote port, as
-    /// if the kernel had skipped those runs (their X then comes from
-    /// `destroy.rs`).
-    pub skip_close_port: Option<u16>,
-}
-
-impl Filters {
-    /// Whether any filter on the event's task is set (an unknown owner
-    /// never passes one).
-    pub fn on_task(&self) -> bool {
-        self.pid.is_some() || self.uid.is_some() || self.cgroup.is_some() || self.comm.is_some()
-    }
-
-    fn ids(&self) -> bool {
-        self.task_ids || self.uid.is_some() || self.cgroup.is_some()
-    }
-
-    fn reads_netns(&self) -> bool {
-        !self.no_netns || self.netns.is_some()
-    }
-}

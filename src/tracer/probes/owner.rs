@@ -28,8 +28,8 @@ use super::output::{count, count_failure};
 use super::read::probe_read;
 use super::stats::{STAT_CONN_UPDATE_FAILED, STAT_MARK_FAILED};
 use super::task::{owner_to_event, task_block};
-use super::Filters;
 use crate::asm::{Asm, Helper, Jmp, Label, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::event::KIND_PENDING;
 use crate::tracer::offsets::SockOffsets;
 

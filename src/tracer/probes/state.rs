@@ -10,8 +10,8 @@ use super::output::output;
 use super::owner::{conns_call, defer, lookup_owner, read_ident, remember_owner, DEFER_KNOWN, DEFER_UNKNOWN};
 use super::read::{check_tcp, probe_read, read_owned, read_sk, sock_access, Mem};
 use super::task::{current_to_event, owner_to_event, unknown_to_event};
-use super::Filters;
 use crate::asm::{Alu, Asm, AsmError, Helper, Jmp, Label, Program, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::offsets::{Field, SockOffsets};
 
 /// The state before the move, until `KIND` replaces it.

@@ -2,8 +2,8 @@
 //! one, into the event.
 
 use super::frame::{stack_ptr, EV, TASK_SIZE};
-use super::Filters;
 use crate::asm::{Asm, Helper, Reg, Size};
+use crate::tracer::config::Filters;
 use crate::tracer::event::off;
 
 /// Copy a task block at `src` (a `conns` value) into the event.

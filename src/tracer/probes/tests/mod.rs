@@ -9,6 +9,7 @@ mod state;
 
 use super::read::Access;
 use super::*;
+use crate::tracer::event::{off, EVENT_SIZE};
 use crate::tracer::offsets::{FdOffsets, Field, SockOffsets};
 use crate::transport::{PerfMaps, RingMaps, SlotMaps, TransportMaps};
 

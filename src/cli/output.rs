@@ -12,8 +12,8 @@
 //! since the first event; `-U` then a `%-6d ` UID column (libbpf-tools);
 //! `--failed` appends ` %-12s` ERROR; `-w` appends ` EXE`.
 
-use super::event::{Event, Kind, UNKNOWN_ID};
-use super::json::errno_name;
+use super::fmt::{errno_name, push_ipv4, push_ipv6, push_u32};
+use tcptracer::tracer::event::{Event, Kind, UNKNOWN_ID};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Format {
@@ -171,93 +171,6 @@ fn pad_to(out: &mut Vec<u8>, start: usize, width: usize) {
     }
 }
 
-pub fn push_u32(out: &mut Vec<u8>, v: u32) {
-    push_u64(out, v as u64)
-}
-
-/// Append `v` in decimal.
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
-}
-
-pub fn push_ipv4(out: &mut Vec<u8>, a: &[u8]) {
-    for (i, &b) in a.iter().take(4).enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        push_u32(out, b as u32);
-    }
-}
-
-fn push_hex(out: &mut Vec<u8>, v: u16) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut started = false;
-    for shift in [12, 8, 4, 0] {
-        let d = (v >> shift) & 0xf;
-        if d != 0 || started || shift == 0 {
-            out.push(HEX[d as usize]);
-            started = true;
-        }
-    }
-}
-
-/// glibc `inet_ntop(AF_INET6)`: the first longest run of ≥2 zero groups
-/// becomes `::`; `::ffff:a.b.c.d` and `::a.b.c.d` keep a dotted IPv4 tail.
-pub fn push_ipv6(out: &mut Vec<u8>, a: &[u8; 16]) {
-    let mut w = [0u16; 8];
-    for (i, g) in w.iter_mut().enumerate() {
-        *g = u16::from_be_bytes([a[2 * i], a[2 * i + 1]]);
-    }
-    let (mut best, mut best_len) = (usize::MAX, 0);
-    let mut i = 0;
-    while i < 8 {
-        if w[i] == 0 {
-            let s = i;
-            while i < 8 && w[i] == 0 {
-                i += 1;
-            }
-            if i - s > best_len {
-                (best, best_len) = (s, i - s);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    if best_len < 2 {
-        best = usize::MAX;
-    }
-    let mut i = 0;
-    while i < 8 {
-        if i == best {
-            out.push(b':');
-            i += best_len;
-            if i == 8 {
-                out.push(b':');
-            }
-            continue;
-        }
-        if i != 0 {
-            out.push(b':');
-        }
-        if i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
-            push_ipv4(out, &a[12..16]);
-            return;
-        }
-        push_hex(out, w[i]);
-        i += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,44 +268,5 @@ mod tests {
             "A  28943  zürich           6  [2001:db8:1234:5678:9abc:def0:1122:3344] \
              [2001:db8:1234:5678:9abc:def0:1122:3344] 59306  23    \n"
         );
-    }
-
-    fn v6(s: &str) -> String {
-        let a: std::net::Ipv6Addr = s.parse().unwrap();
-        let mut v = Vec::new();
-        push_ipv6(&mut v, &a.octets());
-        String::from_utf8(v).unwrap()
-    }
-
-    #[test]
-    fn ipv6_like_glibc_inet_ntop() {
-        // Expected strings are what glibc 2.36 inet_ntop prints.
-        for (input, want) in [
-            ("::", "::"),
-            ("::1", "::1"),
-            ("::ffff:127.0.0.1", "::ffff:127.0.0.1"),
-            ("::ffff:0:0", "::ffff:0.0.0.0"),
-            ("::102:304", "::1.2.3.4"),
-            ("fe80::1", "fe80::1"),
-            ("2001:db8::", "2001:db8::"),
-            ("2001:db8:0:1:0:0:0:1", "2001:db8:0:1::1"),
-            ("2001:0:0:1:0:0:1:1", "2001::1:0:0:1:1"),
-            ("1:0:2:0:3:0:4:0", "1:0:2:0:3:0:4:0"),
-            ("1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"),
-            ("ffff::", "ffff::"),
-            ("0:0:0:0:0:1:0:0", "::1:0:0"),
-            ("64:ff9b::7f00:1", "64:ff9b::7f00:1"),
-        ] {
-            assert_eq!(v6(input), want, "{input}");
-        }
-    }
-
-    #[test]
-    fn integers() {
-        for v in [0u32, 7, 10, 99, 100, 65535, 4026531840, u32::MAX] {
-            let mut out = Vec::new();
-            push_u32(&mut out, v);
-            assert_eq!(out, v.to_string().as_bytes());
-        }
     }
 }

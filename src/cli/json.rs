@@ -10,53 +10,8 @@
 //! Failed connects add `"error":"ECONNREFUSED","errno":111` after `cgroup`
 //! (`"error":null,"errno":0` when the task closed the socket first).
 
-use super::clock_ns;
-use super::event::{Event, Kind, UNKNOWN_ID};
-pub use super::output::push_u64;
-use super::output::{push_ipv4, push_ipv6, push_u32};
-
-/// Append `v` in decimal, zero-padded to `width` digits.
-fn push_padded(out: &mut Vec<u8>, v: u64, width: usize) {
-    let start = out.len();
-    push_u64(out, v);
-    let n = out.len() - start;
-    if n < width {
-        out.splice(start..start, std::iter::repeat_n(b'0', width - n));
-    }
-}
-
-/// Append `unix_ns` as RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`
-/// (no quotes). Negative times print as the epoch; an `i64` reaches
-/// 2262-04-11, so the year always has 4 digits.
-pub fn rfc3339(out: &mut Vec<u8>, unix_ns: i64) {
-    let ns = unix_ns.max(0) as u64;
-    let (secs, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
-    let (days, sod) = (secs / 86400, secs % 86400);
-    // Howard Hinnant's civil_from_days, for days >= 0.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + (month <= 2) as u64;
-    push_padded(out, year, 4);
-    out.push(b'-');
-    push_padded(out, month, 2);
-    out.push(b'-');
-    push_padded(out, day, 2);
-    out.push(b'T');
-    push_padded(out, sod / 3600, 2);
-    out.push(b':');
-    push_padded(out, sod / 60 % 60, 2);
-    out.push(b':');
-    push_padded(out, sod % 60, 2);
-    out.push(b'.');
-    push_padded(out, frac, 9);
-    out.push(b'Z');
-}
+use super::fmt::{errno_name, push_ipv4, push_ipv6, push_u32, push_u64, rfc3339};
+use tcptracer::tracer::event::{Event, Kind, UNKNOWN_ID};
 
 /// Append `s` as a JSON string with its quotes. Valid UTF-8 passes
 /// through; each invalid sequence becomes U+FFFD (as
@@ -85,42 +40,6 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
         }
     }
     out.push(b'"');
-}
-
-/// The name of an errno a connect can fail with (`sk_err`).
-pub fn errno_name(e: u16) -> Option<&'static str> {
-    Some(match e as i32 {
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::EHOSTDOWN => "EHOSTDOWN",
-        libc::ENETDOWN => "ENETDOWN",
-        libc::ENETRESET => "ENETRESET",
-        libc::ENONET => "ENONET",
-        libc::EPROTO => "EPROTO",
-        libc::ENOPROTOOPT => "ENOPROTOOPT",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::EMSGSIZE => "EMSGSIZE",
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
-        libc::EPIPE => "EPIPE",
-        libc::ENOMEM => "ENOMEM",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::EINVAL => "EINVAL",
-        libc::EINTR => "EINTR",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::EISCONN => "EISCONN",
-        libc::ESHUTDOWN => "ESHUTDOWN",
-        libc::EKEYREJECTED => "EKEYREJECTED",
-        _ => return None,
-    })
 }
 
 /// Append `,"name":`.
@@ -218,11 +137,11 @@ pub struct Summary {
     pub failed: u64,
     /// Lost in the perf rings (lost records).
     pub lost_perf: u64,
-    /// Lost in the kernel ([`super::KernelLosses::total`]).
+    /// Lost in the kernel ([`KernelLosses::total`](tcptracer::tracer::KernelLosses::total)).
     pub lost_kernel: u64,
     /// Dropped because the output queue was full (stdout too slow).
     pub lost_queue: u64,
-    /// Program runs the kernel skipped ([`super::KernelLosses::skipped`]).
+    /// Program runs the kernel skipped ([`KernelLosses::skipped`](tcptracer::tracer::KernelLosses::skipped)).
     pub skipped: u64,
     /// Outputs reserved or stamped and never committed, at exit.
     pub uncommitted: u64,
@@ -255,6 +174,15 @@ pub fn summary(out: &mut Vec<u8>, s: &Summary, unix_ns: i64) {
     out.extend_from_slice(b"}\n");
 }
 
+/// `clock`'s time in ns (CLOCK_MONOTONIC is what the events' stamps use).
+#[allow(clippy::unnecessary_cast)] // time_t and c_long are i32 on some targets
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+}
+
 /// CLOCK_REALTIME − CLOCK_MONOTONIC in ns: add it to a monotonic timestamp
 /// to get Unix time. Of 3 tries, the one with the tightest bracket wins.
 pub fn realtime_offset_ns() -> i64 {
@@ -275,55 +203,6 @@ pub fn realtime_offset_ns() -> i64 {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-
-    fn time(ns: i64) -> String {
-        let mut v = Vec::new();
-        rfc3339(&mut v, ns);
-        String::from_utf8(v).unwrap()
-    }
-
-    #[test]
-    fn rfc3339_known_values() {
-        const S: i64 = 1_000_000_000;
-        for (ns, want) in [
-            (0, "1970-01-01T00:00:00.000000000Z"),
-            (1, "1970-01-01T00:00:00.000000001Z"),
-            (-1, "1970-01-01T00:00:00.000000000Z"),
-            (i64::MIN, "1970-01-01T00:00:00.000000000Z"),
-            (946684799 * S + 999_999_999, "1999-12-31T23:59:59.999999999Z"),
-            (946684800 * S, "2000-01-01T00:00:00.000000000Z"),
-            (951782400 * S, "2000-02-29T00:00:00.000000000Z"),
-            (951868800 * S, "2000-03-01T00:00:00.000000000Z"),
-            (1709210096 * S + 789_000_000, "2024-02-29T12:34:56.789000000Z"),
-            (1795756467 * S + 123_456_789, "2026-11-27T05:14:27.123456789Z"),
-            (4107456000 * S, "2100-02-28T00:00:00.000000000Z"),
-            (4107542400 * S, "2100-03-01T00:00:00.000000000Z"),
-            (i64::MAX, "2262-04-11T23:47:16.854775807Z"),
-        ] {
-            assert_eq!(time(ns), want, "{ns}");
-        }
-    }
-
-    #[test]
-    fn rfc3339_every_day_until_2262() {
-        // Walk the calendar naively and compare each day's date.
-        let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
-        for day in 0..(i64::MAX / 86_400_000_000_000) {
-            let want = format!("{y:04}-{m:02}-{d:02}T23:59:59.000000000Z");
-            assert_eq!(time((day * 86400 + 86399) * 1_000_000_000), want);
-            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-            let len =
-                [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
-            d += 1;
-            if d > len {
-                (d, m) = (1, m + 1);
-                if m > 12 {
-                    (m, y) = (1, y + 1);
-                }
-            }
-        }
-        assert_eq!((y, m, d), (2262, 4, 11));
-    }
 
     fn js(s: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
@@ -365,25 +244,6 @@ mod tests {
             let v: Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{s:?}: {e}"));
             assert_eq!(v, Value::String(String::from_utf8_lossy(&s).into_owned()), "{s:?}");
         }
-    }
-
-    #[test]
-    fn errno_names() {
-        assert_eq!(errno_name(libc::ECONNREFUSED as u16), Some("ECONNREFUSED"));
-        assert_eq!(errno_name(libc::ETIMEDOUT as u16), Some("ETIMEDOUT"));
-        assert_eq!(errno_name(libc::EHOSTUNREACH as u16), Some("EHOSTUNREACH"));
-        assert_eq!(errno_name(libc::ENETUNREACH as u16), Some("ENETUNREACH"));
-        assert_eq!(errno_name(libc::EADDRNOTAVAIL as u16), Some("EADDRNOTAVAIL"));
-        assert_eq!(errno_name(0), None);
-        assert_eq!(errno_name(4095), None);
-        assert_eq!(errno_name(u16::MAX), None);
-        // Every name is distinct and names its own constant's value.
-        let names: Vec<_> = (0..=u16::MAX).filter_map(errno_name).collect();
-        let mut dedup = names.clone();
-        dedup.sort();
-        dedup.dedup();
-        assert_eq!(names.len(), dedup.len());
-        assert!(names.len() >= 25);
     }
 
     fn ev(kind: Option<Kind>, ip: u8) -> Event {
@@ -554,15 +414,6 @@ mod tests {
               \"accept\":0,\"close\":0,\"failed\":0,\"lost\":0,\"lost_perf\":0,\"lost_kernel\":0,\
               \"lost_queue\":0,\"skipped\":0,\"uncommitted\":0,\"late\":0}\n"
         );
-    }
-
-    #[test]
-    fn integers() {
-        for v in [0u64, 9, 10, 4026531840, u32::MAX as u64 + 1, u64::MAX] {
-            let mut out = Vec::new();
-            push_u64(&mut out, v);
-            assert_eq!(out, v.to_string().as_bytes());
-        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl ExeCache {
 /// `readlink /proc/PID/exe`.
 fn resolve(pid: u32) -> Option<Vec<u8>> {
     let mut path = b"/proc/".to_vec();
-    super::output::push_u32(&mut path, pid);
+    super::fmt::push_u32(&mut path, pid);
     path.extend_from_slice(b"/exe");
     let target = std::fs::read_link(OsStr::from_bytes(&path)).ok()?;
     Some(target.into_os_string().into_vec())

@@ -1,0 +1,92 @@
+//! Formats events (table rows or JSON lines) into one buffer, counts them,
+//! and hands the buffer to the writer thread in chunks.
+
+use super::exe::ExeCache;
+use super::json;
+use super::output::{self, Format};
+use super::writer::Writer;
+use std::time::Instant;
+use tcptracer::tracer::event::{Event, Kind};
+
+/// Output is queued in chunks of this size (and once per drain).
+const OUT_CHUNK: usize = 1 << 16;
+
+pub struct Printer {
+    fmt: Format,
+    json: bool,
+    pub buf: Vec<u8>,
+    /// Events in `buf`.
+    pub buf_events: u64,
+    pub out: Writer,
+    /// Events dropped because the output queue was full.
+    pub dropped: u64,
+    first_ts: Option<u64>,
+    realtime_offset: i64,
+    exes: ExeCache,
+    /// The time exe paths are resolved at (set once per drain).
+    pub now: Instant,
+    pub counts: json::Summary,
+}
+
+impl Printer {
+    pub fn new(fmt: Format, json: bool, out: Writer) -> Printer {
+        Printer {
+            fmt,
+            json,
+            buf: Vec::with_capacity(OUT_CHUNK + 512),
+            buf_events: 0,
+            out,
+            dropped: 0,
+            first_ts: None,
+            realtime_offset: json::realtime_offset_ns(),
+            exes: ExeCache::new(),
+            now: Instant::now(),
+            counts: json::Summary::default(),
+        }
+    }
+
+    /// The banner, and the table's header: on stdout, or with JSON (stdout
+    /// carries JSON only) the banner on stderr, so a person still sees that
+    /// tracing began.
+    pub fn banner(&mut self) {
+        if self.json {
+            tcptracer::tracer::io::say(output::BANNER);
+        } else {
+            self.buf.extend_from_slice(output::BANNER.as_bytes());
+            self.buf.push(b'\n');
+            self.buf.extend_from_slice(output::header(&self.fmt).as_bytes());
+            self.flush();
+        }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        let c = &mut self.counts;
+        c.events += 1;
+        self.buf_events += 1;
+        match e.kind {
+            Some(Kind::Connect) => c.connect += 1,
+            Some(Kind::Accept) => c.accept += 1,
+            Some(Kind::Close) => c.close += 1,
+            Some(Kind::Failed) => c.failed += 1,
+            None => {}
+        }
+        let exe = if self.json || self.fmt.exe { self.exes.get(e.pid, self.now) } else { None };
+        if self.json {
+            json::event(&mut self.buf, e, self.realtime_offset, exe);
+        } else {
+            let first = *self.first_ts.get_or_insert(e.ts_ns);
+            output::row(&mut self.buf, &self.fmt, e, e.ts_ns.saturating_sub(first), exe);
+        }
+        if self.buf.len() >= OUT_CHUNK {
+            self.flush();
+        }
+    }
+
+    /// Hand the buffer to the writer thread.
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(OUT_CHUNK + 512));
+            self.dropped += self.out.send(buf, std::mem::take(&mut self.buf_events));
+        }
+    }
+}
