@@ -1,6 +1,8 @@
 //! The options beyond bcc's (issue 6) on real loopback traffic: JSON lines,
 //! timestamps, UID/EXE columns, family/uid/cgroup/port/comm filters in the
 //! kernel, failed connects, and time order across CPUs. Root only.
+//! Over 500 lines: each test file is one binary the VM matrix runs per
+//! backend; splitting it would add binaries (and guest boots) to that matrix.
 
 mod common;
 

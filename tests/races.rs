@@ -2,6 +2,7 @@
 //! CPUs, socket memory reused at once with owners filtered out, Fast Open
 //! children closed before their handshake ends, a full owner map. Real
 //! loopback traffic, exact rows. Root only.
+//! Over 500 lines: one test binary (see tests/features.rs).
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Root integration tests: the real binary, the real kernel, real loopback
 //! traffic, exact output lines. They fail (never skip) when the kernel lacks
 //! what they need.
+//! Over 500 lines: one test binary (see tests/features.rs).
 
 mod common;
 

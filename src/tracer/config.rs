@@ -51,7 +51,7 @@ pub struct Config {
     /// ring buffer, per-CPU rings are used.
     pub ringbuf: bool,
     /// Per-CPU perf rings even where the kernel can run slot rings (the
-    /// default from 5.12, faster per program run: see `perf/slots.rs` and
+    /// default from 5.12, faster per program run: see `transport/slots/` and
     /// docs/decisions.md, "slot rings").
     pub perf_rings: bool,
     /// Bytes in a ring before the reader is woken; 0: an eighth of the
