@@ -217,7 +217,15 @@ fn soak(args: &[&str]) {
         .lines()
         .filter(|l| l.starts_with("deferred close claimed") || l.starts_with("prog "))
         .collect();
-    let keep = || format!("output kept in {}; {deferred}; {claimed:?}; notes: {notes:?}", out.display());
+    // The tracer's own count of events handed to its output, against the
+    // event lines in the file: tells a loss before the output from one after.
+    let keep = || {
+        format!(
+            "output kept in {}; {} event lines in it; {summary:?}; {deferred}; {claimed:?}; notes: {notes:?}",
+            out.display(),
+            n.all
+        )
+    };
     assert_eq!(c, total.established, "one C per established connection ({})", keep());
     // A connection the client resets before the server accepts it is, for the
     // server, neither accepted nor closed: it has no A and no X.
@@ -255,6 +263,8 @@ struct Count {
     open: HashMap<(u16, u16), i64>,
     early_x: Vec<String>,
     got: u64,
+    /// Every event line (ours or not).
+    all: u64,
     full_c: u64,
 }
 
@@ -263,6 +273,9 @@ impl Count {
         let f: Vec<&str> = l.split_whitespace().collect();
         if f.len() < 8 {
             return;
+        }
+        if ["C", "A", "X"].contains(&f[0]) {
+            self.all += 1;
         }
         let (sp, dp): (u16, u16) = (f[6].parse().unwrap_or(0), f[7].parse().unwrap_or(0));
         if !self.ports.contains(&sp) && !self.ports.contains(&dp) {

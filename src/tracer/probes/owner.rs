@@ -141,8 +141,14 @@ pub(super) fn defer(a: &mut Asm, f: &Filters, maps: &MapFds, emit: Label, out: L
     lookup_owner(a, maps, unseen);
     // An accept recorded the owner since: whoever deletes the mark reports.
     if_unknown(a, &mut |a| owner_to_event(a, Reg::R0));
+    // Gone (-ENOENT): the accept took it and reports the X. Any other
+    // failure (a busy bucket lock, 6.15+) leaves it ours: counted, and out.
+    let deleted = a.label();
     mark_call(a, maps, Helper::MapDeleteElem);
-    a.jmp32_imm(Jmp::Ne, Reg::R0, 0, out);
+    a.jmp32_imm(Jmp::Eq, Reg::R0, 0, deleted);
+    a.jmp32_imm(Jmp::Eq, Reg::R0, -libc::ENOENT, out);
+    count(a, maps, STAT_MARK_FAILED);
+    a.bind(deleted);
     conns_call(a, maps, Helper::MapDeleteElem);
     if f.on_task() {
         if_unknown(a, &mut |a| task_filters(a, f, out));

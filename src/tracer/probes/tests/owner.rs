@@ -50,14 +50,19 @@ fn a_close_without_owner_is_marked_fenced_and_claimed_or_left_pending() {
             in_order(&l[..mark], prev_call(&l, mark), &["r2 = r10", &format!("r2 += {IDENT}")]);
             let fe = mark + l[mark..].iter().position(|x| *x == fence).expect("fence after the mark");
             let calls: Vec<&str> =
-                l[fe..].iter().map(|s| s.as_str()).filter(|x| x.starts_with("call")).take(3).collect();
-            assert_eq!(
-                calls,
-                ["call bpf_map_lookup_elem#1", "call bpf_map_delete_elem#3", "call bpf_map_delete_elem#3"]
-            );
+                l[fe..].iter().map(|s| s.as_str()).filter(|x| x.starts_with("call")).take(2).collect();
+            assert_eq!(calls, ["call bpf_map_lookup_elem#1", "call bpf_map_delete_elem#3"]);
             let claim = fe + l[fe..].iter().position(|x| x == "call bpf_map_delete_elem#3").unwrap();
-            // 32-bit tests of map results (see count_failure).
-            assert!(is(r0_test(&l, claim).unwrap(), "if w0 != 0x0 goto*"), "only the deleter reports");
+            assert_eq!(map_of(&l, claim), Some("r1 = map_fd(9) ll"), "the mark is deleted");
+            // 32-bit tests of map results (see count_failure). Only the
+            // deleter reports; -ENOENT (0xfffffffe) means the accept did; any
+            // other failure is counted (stats, fd 8) and the X goes out.
+            let (deleted, enoent) = ("if w0 == 0x0 goto*", "if w0 == 0xfffffffe goto*");
+            in_order(&l, claim, &[deleted, enoent, "r1 = map_fd(8) ll"]);
+            let conns =
+                claim + 1 + l[claim + 1..].iter().position(|x| x == "call bpf_map_delete_elem#3").unwrap();
+            assert_eq!(map_of(&l, conns), Some("r1 = map_fd(6) ll"), "then the owner entry");
+            assert!(is(r0_test(&l, claim).unwrap(), deleted));
             // Nobody recorded: the X goes out as KIND_PENDING.
             assert!(l.contains(&format!("*(u8 *)(r10 {}) = 5", EV + off::KIND)), "{hook:?}");
         }
