@@ -30,8 +30,9 @@ pub struct KernelLosses {
     /// PMU kprobes from 6.6: their link's count). Counted like
     /// `recursion_misses`.
     pub kprobe_missed: u64,
-    /// Closes that could not be deferred (the marks map was full): they went
-    /// out at once, so one racing an accept may show its owner unknown.
+    /// Closes that could not be deferred (the marks map was full, or a mark
+    /// could not be deleted): they went out at once, so one racing an
+    /// accept may show its owner unknown (or, rarely, twice).
     pub undeferred: u64,
 }
 

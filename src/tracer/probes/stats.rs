@@ -13,7 +13,8 @@ pub const STAT_RING_FULL: usize = 2;
 /// CPU (perf rings and the ring buffer; see `output`). All zero: nothing
 /// stamped is still on its way into a ring.
 pub const STAT_IN_FLIGHT: usize = 3;
-/// A deferred X could not be marked (`marks` full): it went out at once.
+/// A deferred X could not be marked (`marks` full), or its mark not
+/// deleted (a busy bucket lock): it went out at once.
 pub const STAT_MARK_FAILED: usize = 4;
 /// Not a failure: X reported when the socket was destroyed, its closing
 /// move unseen (a program run the kernel skipped; see `destroy.rs`).
