@@ -8,8 +8,12 @@ use super::writer::Writer;
 use std::time::Instant;
 use tcptracer::tracer::event::{Event, Kind};
 
-/// Output is queued in chunks of this size (and once per drain).
-const OUT_CHUNK: usize = 1 << 16;
+/// Output is queued in chunks of this size (and once per drain). A chunk's
+/// buffer is above musl's mmap threshold (128 KiB less 20 bytes): freed, it
+/// goes back to the kernel at once, so a backlog queued while the output
+/// stalled leaves no resident memory behind (glibc: `io::trim`).
+const OUT_CHUNK: usize = 128 << 10;
+const _: () = assert!(OUT_CHUNK + 512 > 131_052);
 
 pub struct Printer {
     fmt: Format,
