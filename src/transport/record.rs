@@ -39,6 +39,27 @@ pub struct Drained {
     pub positions: Option<Positions>,
 }
 
+/// What one perf ring's or the ring buffer's view drained: as [`Drained`],
+/// or where a header that cannot be right stopped it (the tail was then
+/// resynchronised to the head, dropping the rest).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViewDrain {
+    pub stats: DrainStats,
+    /// The limit stopped it with records left.
+    pub more: bool,
+    pub corrupt: Option<Corrupt>,
+}
+
+impl ViewDrain {
+    /// The drain's result, a corrupt header made an error by `err`.
+    pub(crate) fn result<E>(self, err: impl FnOnce(Corrupt) -> E) -> Result<Drained, E> {
+        match self.corrupt {
+            Some(c) => Err(err(c)),
+            None => Ok(Drained { stats: self.stats, more: self.more, positions: None }),
+        }
+    }
+}
+
 /// Where a slot ring's drain began and ended (see `slots.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Positions {

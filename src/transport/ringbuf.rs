@@ -25,7 +25,7 @@ use crate::transport::error::{PerfError, SetupError};
 use crate::transport::mmap::{map, page_size, Mapping, Tail};
 use crate::transport::options::Options;
 use crate::transport::poll::Poll;
-use crate::transport::record::{contiguous, Corrupt, DrainStats, Drained, Record, Wake};
+use crate::transport::record::{contiguous, Corrupt, DrainStats, Drained, Record, ViewDrain, Wake};
 
 const BUSY: u32 = 1 << 31;
 const DISCARD: u32 = 1 << 30;
@@ -67,7 +67,7 @@ impl BpfRingView {
         scratch: &mut Vec<u8>,
         limit: usize,
         f: &mut dyn FnMut(Record<'_>),
-    ) -> (DrainStats, Option<Corrupt>, bool) {
+    ) -> ViewDrain {
         let prod = self.pos(self.producer).load(Ordering::Acquire);
         let mut cons = Tail::new(self.pos(self.consumer));
         let (mut stats, mut corrupt, mut busy) = (DrainStats::default(), None, false);
@@ -123,7 +123,7 @@ impl BpfRingView {
         let more = corrupt.is_none()
             && !busy
             && (read != prod || self.pos(self.producer).load(Ordering::Acquire) != read);
-        (stats, corrupt, more)
+        ViewDrain { stats, more, corrupt }
     }
 }
 
@@ -225,11 +225,8 @@ impl RingBuf {
         limit: usize,
         f: &mut dyn FnMut(Record<'_>),
     ) -> Result<Drained, PerfError> {
-        let (stats, corrupt, more) = self.ring.view.drain(&mut self.scratch, limit, f);
-        match corrupt {
-            Some(c) => Err(PerfError::RingCorrupt { pos: c.pos, size: c.size, avail: c.avail }),
-            None => Ok(Drained { stats, more, positions: None }),
-        }
+        let d = self.ring.view.drain(&mut self.scratch, limit, f);
+        d.result(|c| PerfError::RingCorrupt { pos: c.pos, size: c.size, avail: c.avail })
     }
 }
 
@@ -325,11 +322,11 @@ mod tests {
 
     fn collect(v: &BpfRingView, limit: usize) -> (Vec<Vec<u8>>, DrainStats, Option<Corrupt>, bool) {
         let mut got = Vec::new();
-        let (s, c, more) = v.drain(&mut Vec::new(), limit, &mut |r| match r {
+        let d = v.drain(&mut Vec::new(), limit, &mut |r| match r {
             Record::Sample(b) => got.push(b.to_vec()),
             Record::Lost(_) => panic!("no lost records in a ring buffer"),
         });
-        (got, s, c, more)
+        (got, d.stats, d.corrupt, d.more)
     }
 
     #[test]
@@ -384,14 +381,14 @@ mod tests {
         let v = f.view();
         let prod = f.mem.as_mut_ptr().wrapping_add(1);
         let (mut n, mut more_later) = (0, false);
-        let (_, c, more) = v.drain(&mut Vec::new(), usize::MAX, &mut |_| {
+        let d = v.drain(&mut Vec::new(), usize::MAX, &mut |_| {
             n += 1;
             // A producer publishes another record while we read.
             // SAFETY: `prod` points into `f.mem`, alive and not otherwise borrowed here.
             unsafe { *prod += 16 };
             more_later = true;
         });
-        assert_eq!((n, c, more, more_later), (1, None, true, true));
+        assert_eq!((n, d.corrupt, d.more, more_later), (1, None, true, true));
     }
 
     #[test]

@@ -209,11 +209,8 @@ impl PerfBuf {
         f: &mut dyn FnMut(Record<'_>),
     ) -> Result<Drained, PerfError> {
         let ring = &self.rings[i];
-        let (stats, corrupt, more) = ring.view.drain(&mut self.scratch, limit, f);
-        match corrupt {
-            Some(c) => Err(PerfError::Corrupt { cpu: ring.cpu, pos: c.pos, size: c.size, avail: c.avail }),
-            None => Ok(Drained { stats, more, positions: None }),
-        }
+        let d = ring.view.drain(&mut self.scratch, limit, f);
+        d.result(|c| PerfError::Corrupt { cpu: ring.cpu, pos: c.pos, size: c.size, avail: c.avail })
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::transport::error::PerfError;
 use crate::transport::mmap::Tail;
-use crate::transport::record::{contiguous, Corrupt, DrainStats, Record};
+use crate::transport::record::{contiguous, Corrupt, DrainStats, Record, ViewDrain};
 
 /// Offsets into `struct perf_event_mmap_page`.
 const DATA_HEAD: usize = 1024;
@@ -103,7 +103,7 @@ impl RingView {
         scratch: &mut Vec<u8>,
         limit: usize,
         f: &mut dyn FnMut(Record<'_>),
-    ) -> (DrainStats, Option<Corrupt>, bool) {
+    ) -> ViewDrain {
         let head = self.atomic(DATA_HEAD).load(Ordering::Acquire);
         let mut tail = Tail::new(self.atomic(DATA_TAIL));
         let mut stats = DrainStats::default();
@@ -144,7 +144,7 @@ impl RingView {
             // Resynchronise: drop the rest.
             tail.pos = head;
         }
-        (stats, corrupt, more)
+        ViewDrain { stats, more, corrupt }
     }
 }
 
@@ -172,11 +172,8 @@ pub fn drain_buffer(
     // so the metadata words and the 2^n-byte data area lie apart inside `mem`
     // (8-aligned), which the exclusive borrow keeps alive for the whole drain.
     let view = unsafe { RingView::new(meta, meta.add(data_off), data_size) };
-    let (stats, corrupt, _) = view.drain(&mut Vec::new(), usize::MAX, f);
-    match corrupt {
-        Some(c) => Err(PerfError::Corrupt { cpu: 0, pos: c.pos, size: c.size, avail: c.avail }),
-        None => Ok(stats),
-    }
+    let d = view.drain(&mut Vec::new(), usize::MAX, f);
+    d.result(|c| PerfError::Corrupt { cpu: 0, pos: c.pos, size: c.size, avail: c.avail }).map(|d| d.stats)
 }
 
 /// Decode one whole record; `None` for types we skip.

@@ -101,13 +101,13 @@ impl Fake {
         limit: usize,
     ) -> (Vec<Got>, DrainStats, Option<Corrupt>, bool) {
         let mut got = Vec::new();
-        let (st, c, more) = self.view().drain(scratch, limit, &mut |r| {
+        let d = self.view().drain(scratch, limit, &mut |r| {
             got.push(match r {
                 Record::Sample(s) => Got::S(s.to_vec()),
                 Record::Lost(n) => Got::L(n),
             })
         });
-        (got, st, c, more)
+        (got, d.stats, d.corrupt, d.more)
     }
 }
 

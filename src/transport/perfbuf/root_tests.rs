@@ -11,8 +11,6 @@ use crate::transport::cpus::{online_cpus, possible_cpu_count};
 use crate::transport::record::{Record, Wake};
 
 const PATTERN: u64 = 0x1122_3344_5566_7788;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-const SO_ATTACH_BPF: i32 = 50;
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
     code as u64
@@ -70,26 +68,50 @@ fn setup(r: &PerfBuf) -> (OwnedFd, OwnedFd) {
     (map, prog)
 }
 
+/// A UDP socket on loopback whose filter writes one sample per datagram
+/// into `r`'s rings, and a socket sending to it.
+struct Udp {
+    _map: OwnedFd,
+    _prog: OwnedFd,
+    rx: UdpSocket,
+    tx: UdpSocket,
+}
+
+impl Udp {
+    fn new(r: &PerfBuf) -> Udp {
+        let (map, prog) = setup(r);
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = prog.as_raw_fd();
+        // SAFETY: passes a live i32 of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                rx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_BPF,
+                (&fd as *const i32).cast(),
+                4,
+            )
+        };
+        assert_eq!(rc, 0, "SO_ATTACH_BPF: {}", std::io::Error::last_os_error());
+        Udp { _map: map, _prog: prog, rx, tx: UdpSocket::bind("127.0.0.1:0").unwrap() }
+    }
+
+    fn send(&self, n: usize) {
+        for _ in 0..n {
+            assert_eq!(self.tx.send_to(b"x", self.rx.local_addr().unwrap()).unwrap(), 1);
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs root"]
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn bpf_samples_reach_the_reader_as_root() {
     // 4 pages per ring, wake per sample; 2000 records of 24 bytes wrap a 16 KiB ring.
     let mut r = PerfBuf::open(&online_cpus().unwrap(), 4, 1).unwrap();
-    let (_map, prog) = setup(&r);
-    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let fd = prog.as_raw_fd();
-    // SAFETY: passes a live i32 of the given size.
-    let rc = unsafe {
-        libc::setsockopt(rx.as_raw_fd(), libc::SOL_SOCKET, SO_ATTACH_BPF, (&fd as *const i32).cast(), 4)
-    };
-    assert_eq!(rc, 0, "SO_ATTACH_BPF: {}", std::io::Error::last_os_error());
-    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = Udp::new(&r);
     let (mut samples, mut lost, mut woke) = (0u64, 0u64, false);
     for _ in 0..20 {
-        for _ in 0..100 {
-            tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
-        }
+        udp.send(100);
         let deadline = Instant::now() + Duration::from_secs(5);
         while samples < 2000 && Instant::now() < deadline {
             woke |= r.wait(100).unwrap() == Wake::Data;
@@ -115,7 +137,6 @@ fn bpf_samples_reach_the_reader_as_root() {
 
 #[test]
 #[ignore = "needs root"]
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn watermark_delays_wakeup_as_root() {
     // Keep every sample on one CPU's ring: pin this thread (loopback delivery
     // runs on the sending CPU).
@@ -126,23 +147,14 @@ fn watermark_delays_wakeup_as_root() {
         assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
     }
     let mut r = PerfBuf::open(&online_cpus().unwrap(), 4, 8192).unwrap();
-    let (_map, prog) = setup(&r);
-    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let fd = prog.as_raw_fd();
-    // SAFETY: passes a live i32 of the given size.
-    let rc = unsafe {
-        libc::setsockopt(rx.as_raw_fd(), libc::SOL_SOCKET, SO_ATTACH_BPF, (&fd as *const i32).cast(), 4)
-    };
-    assert_eq!(rc, 0, "SO_ATTACH_BPF: {}", std::io::Error::last_os_error());
-    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let send = |n| (0..n).for_each(|_| assert_eq!(tx.send_to(b"x", rx.local_addr().unwrap()).unwrap(), 1));
+    let udp = Udp::new(&r);
     let count = |r: &mut PerfBuf| r.drain(&mut |_| {}).unwrap().samples;
     // 10 × 24 bytes stay below the watermark: no wakeup, but drain finds them.
-    send(10);
+    udp.send(10);
     assert_eq!(r.wait(200).unwrap(), Wake::Timeout);
     assert_eq!(count(&mut r), 10);
     // 400 × 24 bytes on one CPU would cross it; a wakeup must come.
-    send(400);
+    udp.send(400);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut woke = false;
     while !woke && Instant::now() < deadline {
