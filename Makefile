@@ -3,7 +3,7 @@
 CARGO  ?= cargo
 # The static musl binary users get (build/static.sh), for ARCH.
 ARCH   ?= x86_64
-STATIC := target/$(ARCH)-unknown-linux-musl/release/tcptracer
+STATIC := target/$(if $(filter arm64 aarch64,$(ARCH)),aarch64,x86_64)-unknown-linux-musl/release/tcptracer
 # Test binaries (static glibc, for the VM guests).
 TARGET ?= x86_64-unknown-linux-gnu
 ARGS   ?=
