@@ -10,8 +10,10 @@ pub mod loader;
 pub mod tracer;
 pub mod transport;
 
-// x86-64 only so far: the kprobe backend reads x86's `pt_regs`, and the slot
-// rings and the owner/mark fence rely on x86's store order. Elsewhere the
-// build fails rather than yield a tracer that is silently wrong.
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!("tcptracer supports x86_64 only so far: its kprobes read x86 pt_regs and its rings rely on x86 store order");
+// x86-64 and arm64. What differs between them is explicit: the kprobe
+// backend's `pt_regs` (tracer/backend.rs), the owner/mark fence
+// (tracer/probes/owner.rs), and the slot rings, which rely on x86's store
+// order and are never chosen on arm64 (transport). Elsewhere the build fails
+// rather than yield a tracer that is silently wrong.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("tcptracer supports x86_64 and aarch64 only: its kprobes read the architecture's pt_regs and its rings rely on its memory order");

@@ -180,6 +180,15 @@ impl Asm {
         self.push(CLASS_STX | MODE_ATOMIC | size.code(), dst, src.num(), off, 0);
     }
 
+    /// `src = atomic_fetch_add((size *)(dst + off), src)` (`BPF_ADD |
+    /// BPF_FETCH`, 5.12+): `src` gets the old value. Fully ordered (arm64's
+    /// JIT emits LDADDAL, or LDXR/STLXR and DMB ISH), unlike
+    /// [`Asm::atomic_add`], which arm64 JITs as a relaxed STADD.
+    pub fn atomic_fetch_add(&mut self, size: Size, dst: Reg, off: i16, src: Reg) {
+        debug_assert!(matches!(size, Size::W | Size::DW), "atomic fetch add needs W or DW");
+        self.push(CLASS_STX | MODE_ATOMIC | size.code(), dst, src.num(), off, ATOMIC_FETCH);
+    }
+
     /// `r0 = cmpxchg((size *)(dst + off), r0, src)` (5.12+): stores `src`
     /// if the memory holds r0; r0 gets the old value either way.
     pub fn atomic_cmpxchg(&mut self, size: Size, dst: Reg, off: i16, src: Reg) {

@@ -22,6 +22,7 @@
 //! `insns()` is correct for the running kernel on either endianness; [`Program::to_bytes`] is
 //! always the little-endian wire form.
 
+mod arch;
 mod builder;
 mod disasm;
 mod helpers;
@@ -29,6 +30,7 @@ mod insn;
 #[cfg(test)]
 mod tests;
 
+pub use arch::Arch;
 pub use builder::{Asm, AsmError, Label, Program};
 pub use disasm::disassemble;
 pub use helpers::Helper;

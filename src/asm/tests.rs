@@ -77,6 +77,16 @@ fn golden_single_instructions() {
             vec![0xc3, 0x21, 0, 0, 0, 0, 0, 0],
         ),
         (
+            "fetch add DW [r10-8], r1",
+            assemble(|a| a.atomic_fetch_add(Size::DW, R10, -8, R1)),
+            vec![0xdb, 0x1a, 0xf8, 0xff, 0x01, 0, 0, 0],
+        ),
+        (
+            "fetch add W [r1+4], r2",
+            assemble(|a| a.atomic_fetch_add(Size::W, R1, 4, R2)),
+            vec![0xc3, 0x21, 4, 0, 0x01, 0, 0, 0],
+        ),
+        (
             "cmpxchg DW [r4+0], r3",
             assemble(|a| a.atomic_cmpxchg(Size::DW, R4, 0, R3)),
             vec![0xdb, 0x34, 0, 0, 0xf1, 0, 0, 0],
@@ -414,13 +424,14 @@ fn disassemble_forms() {
 #[test]
 fn disassemble_raw_encodings() {
     let w = |b: [u8; 8]| RawInsn::from_le_bytes(b);
-    let cases: [(&[RawInsn], &str); 9] = [
+    let cases: [(&[RawInsn], &str); 10] = [
         (&[w([0x05, 0, 0xfe, 0xff, 0, 0, 0, 0])], "goto -2"),
         (&[w([0xff, 0, 0, 0, 0, 0, 0, 0])], "(bad 0xff)"),
         (&[w([0x18, 1, 0, 0, 1, 0, 0, 0])], "(bad 0x18)"), // ld_imm64 missing its second slot
         (&[w([0x8d, 0, 0, 0, 0, 0, 0, 0])], "(bad 0x8d)"), // call|X
         (&[w([0xdb, 0x21, 0, 0, 0xe1, 0, 0, 0])], "r2 = atomic64_xchg((u64 *)(r1 +0), r2)"),
         (&[w([0xc3, 0x21, 4, 0, 0x01, 0, 0, 0])], "r2 = atomic_fetch_add((u32 *)(r1 +4), r2)"),
+        (&[w([0xdb, 0x1a, 0xf8, 0xff, 0x01, 0, 0, 0])], "r1 = atomic64_fetch_add((u64 *)(r10 -8), r1)"),
         (&[w([0xdc, 1, 0, 0, 17, 0, 0, 0])], "(bad 0xdc)"), // be17
         (&[w([0x85, 0x10, 0, 0, 4, 0, 0, 0])], "call +4"),
         (&[w([0x18, 0x23, 0, 0, 9, 0, 0, 0]), w([0, 0, 0, 0, 12, 0, 0, 0])], "r3 = map_value(9)+12 ll"),

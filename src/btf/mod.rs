@@ -25,7 +25,7 @@ mod member;
 mod types;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::ops::Range;

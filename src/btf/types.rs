@@ -310,6 +310,18 @@ impl Btf {
         Err(BtfError::BadType { id, msg: format!("modifier chain longer than {MAX_CHAIN} types (cycle?)") })
     }
 
+    /// An array's element type (through modifiers) and element count; `id`
+    /// itself may sit behind modifiers. Errors if it is not an array.
+    pub fn array_of(&self, id: TypeId) -> Result<(TypeId, u32), BtfError> {
+        let ty = self.skip_mods(id)?;
+        let kind = self.kind(ty)?;
+        if kind != Kind::Array {
+            return Err(BtfError::BadType { id: ty, msg: format!("{} is not an array", self.describe(ty)) });
+        }
+        let t = self.raw(ty)?;
+        Ok((self.skip_mods(t.word(0))?, t.word(2)))
+    }
+
     /// Size in bytes, through modifiers: int/struct/union/enum/enum64/float
     /// (and datasec) size, pointers 8, arrays n·elem, var the size of its type.
     pub fn size_of(&self, id: TypeId) -> Result<u32, BtfError> {

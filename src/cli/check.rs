@@ -1,6 +1,7 @@
 //! `--check`: one line per feature, then the backend auto would pick.
 
 use super::die;
+use tcptracer::asm::Arch;
 use tcptracer::tracer::check;
 use tcptracer::tracer::Config;
 
@@ -19,7 +20,12 @@ pub fn print(cfg: &Config) -> ! {
     println!("{:<18} {}", "tp_btf", yes_no(s.tp_btf));
     println!("{:<18} {}", "tracepoints", yes_no(s.tracepoints));
     println!("{:<18} {}", "ringbuf", if s.ringbuf { "yes" } else { "no" });
-    println!("{:<18} {}", "slot rings", if s.slot_rings { "yes" } else { "no (perf rings)" });
+    let slots = match tcptracer::transport::slot_rings_arch_refusal(Arch::HOST) {
+        Some(why) => format!("no ({why}; {})", if s.ringbuf { "ring buffer" } else { "perf rings" }),
+        None if s.slot_rings => "yes".to_string(),
+        None => "no (perf rings)".to_string(),
+    };
+    println!("{:<18} {slots}", "slot rings");
     println!("{:<18} {}", "probe_read_kernel", if s.probe_read_kernel { "yes" } else { "no" });
     println!("{:<18} {}", "backend (auto)", s.auto.name());
     std::process::exit(0)

@@ -2,6 +2,7 @@
 //! not have, and start errors explained with what may help.
 
 use super::{die, signals};
+use tcptracer::asm::Arch;
 use tcptracer::loader::LoadError;
 use tcptracer::tracer::io::say;
 use tcptracer::tracer::{Config, Error, Tracer};
@@ -27,6 +28,15 @@ pub fn start(cfg: &Config) -> Tracer {
             "Note: this kernel does not count missed hits of kprobes made through the kprobe PMU \
              (it does from 6.6); TCPTRACER_KPROBE_TRACEFS=1 uses tracefs kprobes, whose misses are counted"
         );
+    }
+    if let Some(why) = tcptracer::transport::slot_rings_arch_refusal(Arch::HOST) {
+        if cfg.debug {
+            let by = match tracer.transport() {
+                tcptracer::transport::Kind::RingBuf => "the ring buffer carries",
+                _ => "perf rings carry",
+            };
+            note!("Note: no slot rings: {why}; {by} the events");
+        }
     }
     if let Some(why) = &tracer.slot_fallback {
         note!("Note: slot rings could not be set up ({why}); perf rings carry the events");

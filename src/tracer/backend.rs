@@ -12,8 +12,8 @@
 use super::offsets::{FdOffsets, SockOffsets};
 use super::probes::{self, ConnectHook, Filters, MapFds, StateHook};
 use super::{Backend, Error};
-use crate::asm::Program;
-use crate::btf::{Btf, Kind as BtfKind};
+use crate::asm::{Arch, Program};
+use crate::btf::{Btf, BtfError, Kind as BtfKind};
 use crate::loader::prog::{ATTACH_TRACE_FENTRY, ATTACH_TRACE_FEXIT, ATTACH_TRACE_RAW_TP};
 use crate::loader::tracefs::Tracefs;
 use crate::loader::{LoadError, ProgType};
@@ -169,11 +169,36 @@ fn connect_funcs(f: &Filters) -> Vec<&'static str> {
 
 /// `pt_regs` offsets of the first two arguments and the return value.
 fn pt_regs(btf: &Btf) -> Result<(u32, u32, u32), Error> {
-    if !cfg!(target_arch = "x86_64") {
-        return Err(LoadError::Tracefs("the kprobe backend supports x86_64 only".into()).into());
+    pt_regs_of(btf, Arch::HOST)
+}
+
+/// [`pt_regs`] for `arch`, from BTF.
+/// - x86-64: `di`, `si` and `ax`.
+/// - arm64: `regs[0]`, `regs[1]` and `regs[0]`. Its `struct pt_regs` starts
+///   with an anonymous union of `struct user_pt_regs user_regs` and an
+///   anonymous struct `{ u64 regs[31]; u64 sp; u64 pc; u64 pstate; }`;
+///   the member path finds `regs` through both anonymous levels.
+pub fn pt_regs_of(btf: &Btf, arch: Arch) -> Result<(u32, u32, u32), Error> {
+    match arch {
+        Arch::X86_64 => {
+            let reg = |r: &str| btf.member(&format!("pt_regs.{r}")).and_then(|m| m.plain_offset());
+            Ok((reg("di")?, reg("si")?, reg("ax")?))
+        }
+        Arch::Aarch64 => {
+            let regs = btf.member("pt_regs.regs")?;
+            let base = regs.plain_offset()?;
+            let (elem, n) = btf.array_of(regs.type_id)?;
+            let size = btf.size_of(elem)?;
+            if size != 8 || n < 2 {
+                return Err(BtfError::BadType {
+                    id: regs.type_id,
+                    msg: format!("pt_regs.regs is {n} elements of {size} bytes, not at least 2 of 8"),
+                }
+                .into());
+            }
+            Ok((base, base + 8, base))
+        }
     }
-    let reg = |r: &str| btf.member(&format!("pt_regs.{r}")).and_then(|m| m.plain_offset());
-    Ok((reg("di")?, reg("si")?, reg("ax")?))
 }
 
 fn kprobe(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
@@ -273,4 +298,59 @@ fn fentry(cx: &Context, sock: &SockOffsets) -> Result<Vec<Probe>, Error> {
         what: "fentry tcp_v4_destroy_sock".into(),
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pt_regs_of;
+    use crate::asm::Arch;
+    use crate::btf::tests::encoder::Builder;
+    use crate::btf::Btf;
+
+    /// x86-64's `struct pt_regs` (the registers up to `orig_ax`) and
+    /// arm64's, whose `regs[31]` sits in an anonymous struct in an
+    /// anonymous union beside `struct user_pt_regs user_regs`; `elem` is
+    /// the size of arm64's register type.
+    fn btf(arm64_elem: u32) -> Btf {
+        let mut b = Builder::new();
+        let u64_ = b.int("long unsigned int", 8, 64, 0, false);
+        let int = b.int("int", 4, 32, 0, true);
+        let x86 = [
+            "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",
+            "orig_ax",
+        ];
+        let members: Vec<_> = x86.iter().enumerate().map(|(i, n)| (*n, u64_, i as u32 * 64, 0)).collect();
+        b.struct_("pt_regs", 168, &members);
+
+        let elem =
+            if arm64_elem == 8 { u64_ } else { b.int("unsigned int", arm64_elem, arm64_elem * 8, 0, false) };
+        let regs = b.array(elem, int, 31);
+        let tail = |r| {
+            [
+                ("regs", r, 0, 0),
+                ("sp", u64_, 31 * 64, 0),
+                ("pc", u64_, 32 * 64, 0),
+                ("pstate", u64_, 33 * 64, 0),
+            ]
+        };
+        let user = b.struct_("user_pt_regs", 272, &tail(regs));
+        let anon = b.struct_("", 272, &tail(regs));
+        let un = b.union_("", 272, &[("user_regs", user, 0, 0), ("", anon, 0, 0)]);
+        b.struct_(
+            "pt_regs",
+            336,
+            &[("", un, 0, 0), ("orig_x0", u64_, 272 * 8, 0), ("syscallno", int, 280 * 8, 0)],
+        );
+        Btf::from_bytes(b.build()).unwrap()
+    }
+
+    #[test]
+    fn pt_regs_per_arch() {
+        // Two structs share the name here; each arch's path resolves in one only.
+        let b = btf(8);
+        assert_eq!(pt_regs_of(&b, Arch::X86_64).unwrap(), (112, 104, 80));
+        assert_eq!(pt_regs_of(&b, Arch::Aarch64).unwrap(), (0, 8, 0));
+        let e = pt_regs_of(&btf(4), Arch::Aarch64).unwrap_err().to_string();
+        assert!(e.contains("31 elements of 4 bytes"), "{e}");
+    }
 }

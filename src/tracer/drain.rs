@@ -35,7 +35,9 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> i64 {
 }
 
 /// CLOCK_MONOTONIC in ns, read before any memory access that follows
-/// (x86: the TSC read is not ordered with later loads without LFENCE).
+/// (x86: the TSC read is not ordered with later loads without LFENCE;
+/// arm64: the vDSO orders its counter read itself, ISB before it and a
+/// dependency after it, so the SeqCst fence (DMB ISH) is all that is left).
 /// A program stamps an event after reserving its slot: a slot found
 /// unreserved after this clock will be stamped later than it.
 fn clock_before_loads() -> u64 {

@@ -9,8 +9,9 @@
 //! - Perf rings (`perfbuf/`): a per-CPU perf ring per online CPU, filled
 //!   with `bpf_perf_event_output` through a `PERF_EVENT_ARRAY`; used where
 //!   slot rings cannot run, or on request.
-//! - The BPF ring buffer (`ringbuf.rs`, 5.8+, on request): one ring for all
-//!   CPUs, filled with `bpf_ringbuf_output`.
+//! - The BPF ring buffer (`ringbuf.rs`, 5.8+, on request, and on arm64
+//!   where slot rings never run): one ring for all CPUs, filled with
+//!   `bpf_ringbuf_output`.
 //!
 //! Every reader hands out records in place (a record that wraps the end of
 //! its ring is copied once into a scratch buffer) and publishes its
@@ -48,6 +49,6 @@ pub use reader::{Chosen, Kind, Transport};
 pub use record::{DrainStats, Drained, Positions, Record, Wake};
 pub use ringbuf::{supported as ringbuf_supported, RingBuf, RingMaps};
 pub use slots::{
-    supported as slot_rings_supported, SlotMaps, Slots, MIN_SLOT, RESERVE_TRIES as SLOT_RESERVE_TRIES,
-    SLOT_SIZE,
+    arch_refusal as slot_rings_arch_refusal, supported as slot_rings_supported, SlotMaps, Slots, MIN_SLOT,
+    RESERVE_TRIES as SLOT_RESERVE_TRIES, SLOT_SIZE,
 };

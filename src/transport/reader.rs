@@ -4,6 +4,7 @@
 use std::fmt;
 use std::os::fd::BorrowedFd;
 
+use crate::asm::Arch;
 use crate::transport::cpus::possible_cpu_count;
 use crate::transport::error::{PerfError, SetupError};
 use crate::transport::maps::TransportMaps;
@@ -39,25 +40,47 @@ pub struct Chosen {
     pub slot_fallback: Option<String>,
 }
 
+/// The transport [`Transport::open`] tries first; perf rings are the last
+/// resort of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum First {
+    RingBuf,
+    Slots,
+    PerfBuf,
+}
+
+/// The ring buffer if asked for; perf rings if asked for; else slot rings,
+/// or, where the architecture cannot run them (arm64), the ring buffer.
+fn first(o: &Options, arch: Arch) -> First {
+    if o.ringbuf {
+        First::RingBuf
+    } else if o.perf_rings {
+        First::PerfBuf
+    } else if slots::arch_refusal(arch).is_some() {
+        First::RingBuf
+    } else {
+        First::Slots
+    }
+}
+
 impl Transport {
     /// The ring buffer if asked for and the kernel has one; else slot
     /// rings unless perf rings are asked for or the kernel cannot run them;
     /// else (or where the slot array cannot be had: memory) perf rings.
+    /// On arm64 the ring buffer takes the slot rings' place.
     /// `cpus`: the CPUs that can run programs.
     pub fn open(o: &Options, cpus: u32) -> Result<Chosen, SetupError> {
         let mut slot_fallback = None;
-        let chosen = if o.ringbuf {
-            RingBuf::setup(o, cpus)?.map(Transport::RingBuf)
-        } else if !o.perf_rings && slots::supported() {
-            match Slots::setup(o, cpus) {
+        let chosen = match first(o, Arch::HOST) {
+            First::RingBuf => RingBuf::setup(o, cpus)?.map(Transport::RingBuf),
+            First::Slots if slots::supported() => match Slots::setup(o, cpus) {
                 Ok(s) => Some(Transport::Slots(s)),
                 Err(e) => {
                     slot_fallback = Some(e.to_string());
                     None
                 }
-            }
-        } else {
-            None
+            },
+            First::Slots | First::PerfBuf => None,
         };
         let transport = match chosen {
             Some(t) => t,
@@ -188,5 +211,31 @@ impl fmt::Display for Transport {
             Transport::RingBuf(r) => write!(f, "one ring buffer of {} KiB", kib(r.pages)),
             Transport::PerfBuf(p) => write!(f, "perf rings of {} KiB per online CPU", kib(p.pages)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first, First};
+    use crate::asm::Arch;
+    use crate::transport::options::Options;
+
+    #[test]
+    fn slot_rings_are_never_first_on_arm64() {
+        let o = |ringbuf, perf_rings| Options {
+            ring_pages: 64,
+            watermark: 0,
+            ringbuf,
+            perf_rings,
+            event_size: 104,
+        };
+        assert_eq!(first(&o(false, false), Arch::X86_64), First::Slots);
+        assert_eq!(first(&o(false, false), Arch::Aarch64), First::RingBuf);
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            assert_eq!(first(&o(true, false), arch), First::RingBuf);
+            assert_eq!(first(&o(false, true), arch), First::PerfBuf);
+        }
+        assert!(crate::transport::slot_rings_arch_refusal(Arch::X86_64).is_none());
+        assert!(crate::transport::slot_rings_arch_refusal(Arch::Aarch64).is_some());
     }
 }

@@ -157,7 +157,8 @@ impl BpfRing {
 
 /// Whether this kernel has the BPF ring buffer (5.8+).
 pub fn supported() -> bool {
-    Map::create(MapType::RingBuf, "tcpt_probe", 0, 0, 4096).is_ok()
+    // Its size must be a multiple of the page size (16 or 64 KiB on some arm64 kernels).
+    Map::create(MapType::RingBuf, "tcpt_probe", 0, 0, page_size() as u32).is_ok()
 }
 
 /// The ring buffer the tracer runs, its map and its epoll set.

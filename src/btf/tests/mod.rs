@@ -3,7 +3,7 @@
 
 mod bad_input;
 mod elf;
-mod encoder;
+pub(crate) mod encoder;
 mod live;
 mod synthetic;
 

@@ -28,7 +28,7 @@ use super::output::{count, count_failure};
 use super::read::probe_read;
 use super::stats::{STAT_CONN_UPDATE_FAILED, STAT_MARK_FAILED};
 use super::task::{owner_to_event, task_block};
-use crate::asm::{Asm, Helper, Jmp, Label, Reg, Size};
+use crate::asm::{Arch, Asm, Helper, Jmp, Label, Reg, Size};
 use crate::tracer::config::Filters;
 use crate::tracer::event::KIND_PENDING;
 use crate::tracer::offsets::SockOffsets;
@@ -100,12 +100,25 @@ pub(super) fn mark_call(a: &mut Asm, maps: &MapFds, h: Helper) {
     a.call(h);
 }
 
-/// A full memory barrier: a locked add on the stack (x86: any lock-prefixed
-/// instruction orders all earlier stores before all later loads). Uses TMP.
+/// A full memory barrier (orders all earlier stores before all later
+/// loads), on the host's architecture. Uses TMP.
 pub(super) fn fence(a: &mut Asm) {
+    fence_for(a, Arch::HOST)
+}
+
+/// [`fence`] for `arch`: an atomic add of 0 on the stack.
+/// - x86-64: a plain `BPF_ATOMIC` add, JIT'd as `lock add`: any locked
+///   instruction is a full barrier. (5.10 has no `BPF_FETCH`.)
+/// - arm64: the plain add is JIT'd as STADD, which orders nothing; the
+///   fetching add (`BPF_ADD | BPF_FETCH`, 5.12+) is JIT'd as LDADDAL (or
+///   LDAXR/STLXR then DMB ISH without LSE): fully ordered.
+pub(super) fn fence_for(a: &mut Asm, arch: Arch) {
     a.st(Size::DW, Reg::R10, TMP, 0);
     a.mov64_imm(Reg::R1, 0);
-    a.atomic_add(Size::DW, Reg::R10, TMP, Reg::R1);
+    match arch {
+        Arch::X86_64 => a.atomic_add(Size::DW, Reg::R10, TMP, Reg::R1),
+        Arch::Aarch64 => a.atomic_fetch_add(Size::DW, Reg::R10, TMP, Reg::R1),
+    }
 }
 
 /// FLAG values of the state program: the X (its task block in place)

@@ -9,6 +9,8 @@
 //!   the slot's last 8 bytes the program's clock read before it reserved the
 //!   slot. The program writes those, then `commit = pos + 1` (x86 keeps
 //!   stores in order; 0 is never a commit, so a zeroed slot is empty).
+//!   That plain store publishes the record only under x86's store order:
+//!   on arm64 slot rings are never chosen ([`arch_refusal`]).
 //! - control `cpus * n + cpu`: `u64 head` at 0 (the next position to
 //!   reserve; the programs advance it with a cmpxchg, so a program
 //!   interrupted on its CPU by another cannot share a slot) and `u64 tail`
@@ -28,7 +30,7 @@ mod view;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use crate::asm::{Asm, Reg, Size};
+use crate::asm::{Arch, Asm, Reg, Size};
 use crate::loader::map::BPF_F_MMAPABLE;
 use crate::loader::prog::{self, ProgSpec};
 use crate::loader::{Map, MapType, ProgType};
@@ -43,9 +45,26 @@ use layout::slots_per_cpu;
 pub use layout::{MIN_SLOT, RESERVE_TRIES, SLOT_SIZE};
 use view::SlotView;
 
-/// What slot rings need: BPF cmpxchg (5.12+; the verifier refuses it
+/// Why slot rings cannot run on `arch` (None: they can). The programs
+/// commit a slot with a plain store after the record's stores: the reader
+/// that sees the commit sees the record only where stores stay in order
+/// (x86). arm64 would need a store-release (BPF has one only on recent
+/// kernels); there the ring buffer or perf rings carry the events.
+pub fn arch_refusal(arch: Arch) -> Option<&'static str> {
+    match arch {
+        Arch::X86_64 => None,
+        Arch::Aarch64 => Some("arm64 does not keep their plain-store commit after the record's stores"),
+    }
+}
+
+/// What slot rings need: this architecture's store order
+/// ([`arch_refusal`]), BPF cmpxchg (5.12+; the verifier refuses it
 /// before) and mmap'able arrays (5.5+).
 pub fn supported() -> bool {
+    arch_refusal(Arch::HOST).is_none() && kernel_supports()
+}
+
+fn kernel_supports() -> bool {
     let mut a = Asm::new();
     a.st(Size::DW, Reg::R10, -8, 0);
     a.mov64_imm(Reg::R0, 0);

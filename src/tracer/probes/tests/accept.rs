@@ -1,11 +1,11 @@
 //! The accept program: its socket, its A, and the close it may claim.
 
 use super::*;
-use crate::tracer::probes::frame::{KEY, TMP};
+use crate::tracer::probes::frame::KEY;
 
 #[test]
 fn the_accept_checks_its_socket_and_claims_a_deferred_close_after_its_a() {
-    let fence = format!("lock *(u64 *)(r10 {TMP}) += r1");
+    let fence = fence_line();
     for f in [Filters::default(), Filters { pid: Some(4242), ..Filters::default() }] {
         let l = lines(&accept(&f, &MAPS));
         // socket->file (16) and ->sk (24) in one read; the file must be the

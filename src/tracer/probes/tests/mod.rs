@@ -37,6 +37,15 @@ fn ops(text: &str) -> impl Iterator<Item = &str> {
     text.lines().map(|l| l.split(": ").nth(1).unwrap_or(l).trim())
 }
 
+/// The disassembled line of the host's owner/mark fence.
+fn fence_line() -> String {
+    use crate::tracer::probes::frame::TMP;
+    match crate::asm::Arch::HOST {
+        crate::asm::Arch::X86_64 => format!("lock *(u64 *)(r10 {TMP}) += r1"),
+        crate::asm::Arch::Aarch64 => format!("r1 = atomic64_fetch_add((u64 *)(r10 {TMP}), r1)"),
+    }
+}
+
 fn lines(text: &str) -> Vec<String> {
     ops(text).map(str::to_string).collect()
 }

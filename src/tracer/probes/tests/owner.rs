@@ -38,7 +38,7 @@ fn an_owner_is_believed_only_with_the_sockets_identity() {
 
 #[test]
 fn a_close_without_owner_is_marked_fenced_and_claimed_or_left_pending() {
-    let fence = format!("lock *(u64 *)(r10 {TMP}) += r1");
+    let fence = fence_line();
     for f in [Filters::default(), Filters { pid: Some(4242), ..Filters::default() }] {
         for hook in STATES {
             let l = lines(&state(hook, &f, &MAPS));
@@ -67,6 +67,30 @@ fn a_close_without_owner_is_marked_fenced_and_claimed_or_left_pending() {
             assert!(l.contains(&format!("*(u8 *)(r10 {}) = 5", EV + off::KIND)), "{hook:?}");
         }
     }
+}
+
+#[test]
+fn the_fence_is_a_full_barrier_on_each_arch() {
+    // x86: `lock add` (byte-identical to what 5.10 accepts, no BPF_FETCH);
+    // arm64: a fetching add (LDADDAL), since a plain one is a relaxed STADD.
+    let text = |arch| {
+        let mut a = crate::asm::Asm::new();
+        crate::tracer::probes::owner::fence_for(&mut a, arch);
+        a.mov64_imm(crate::asm::Reg::R0, 0);
+        a.exit();
+        let p = a.finish().unwrap();
+        (p.to_string(), p.to_bytes())
+    };
+    let (x86, x86_bytes) = text(crate::asm::Arch::X86_64);
+    let (arm, arm_bytes) = text(crate::asm::Arch::Aarch64);
+    let tmp = TMP.to_le_bytes();
+    let store = [0x7a, 0x0a, tmp[0], tmp[1], 0, 0, 0, 0];
+    let mov = [0xb7, 0x01, 0, 0, 0, 0, 0, 0];
+    assert_eq!(&x86_bytes[..24], [store, mov, [0xdb, 0x1a, tmp[0], tmp[1], 0, 0, 0, 0]].concat(), "{x86}");
+    assert_eq!(&arm_bytes[..24], [store, mov, [0xdb, 0x1a, tmp[0], tmp[1], 1, 0, 0, 0]].concat(), "{arm}");
+    assert!(x86.contains(&format!("lock *(u64 *)(r10 {TMP}) += r1")), "{x86}");
+    assert!(arm.contains(&format!("r1 = atomic64_fetch_add((u64 *)(r10 {TMP}), r1)")), "{arm}");
+    assert!(lines(&accept(&Filters::default(), &MAPS)).contains(&fence_line()));
 }
 
 #[test]
