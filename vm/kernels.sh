@@ -7,6 +7,9 @@
 #   6.1 : newest linux-image-6.1.0-N-cloud-amd64       from bookworm
 #   6.12: newest linux-image-6.12.N+deb13-cloud-amd64  from trixie
 #
+# TCPTRACER_VM_ARCH=arm64: the same for the -cloud-arm64 kernels (6.1 and
+# 6.12; cached under kernel-arm64-LABEL, with their own apt state).
+#
 # The archive URIs are read from this machine's Debian source file at run time
 # (never written anywhere); a private apt configuration under the cache
 # directory is used, so the system's apt state is untouched. A kernel already
@@ -16,7 +19,12 @@ set -euo pipefail
 CACHE=${TCPTRACER_VM_CACHE:-$HOME/.cache/tcptracer-vm}
 SOURCES=${TCPTRACER_VM_DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-APT=$CACHE/apt
+VMARCH=${TCPTRACER_VM_ARCH:-amd64}
+case $VMARCH in
+    amd64) APT=$CACHE/apt KPREFIX=kernel- ;;
+    arm64) APT=$CACHE/apt-arm64 KPREFIX=kernel-arm64- ;;
+    *) echo "vm/kernels: TCPTRACER_VM_ARCH=$VMARCH: amd64 or arm64" >&2; exit 2 ;;
+esac
 log() { echo "vm/kernels: $*" >&2; }
 
 suite_of() {
@@ -29,9 +37,9 @@ suite_of() {
 }
 pattern_of() {
     case $1 in
-        5.10) echo '^linux-image-5\.10\.0-[0-9]+-cloud-amd64$' ;;
-        6.1) echo '^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' ;;
-        6.12) echo '^linux-image-6\.12\.[0-9]+\+deb13-cloud-amd64$' ;;
+        5.10) echo "^linux-image-5\\.10\\.0-[0-9]+-cloud-$VMARCH\$" ;;
+        6.1) echo "^linux-image-6\\.1\\.0-[0-9]+-cloud-$VMARCH\$" ;;
+        6.12) echo "^linux-image-6\\.12\\.[0-9]+\\+deb13-cloud-$VMARCH\$" ;;
     esac
 }
 
@@ -49,7 +57,7 @@ apt_opts() {
     echo -o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null \
         -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" \
         -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null \
-        -o Acquire::Languages=none -o APT::Architectures=amd64 -o Debug::NoLocking=1 \
+        -o Acquire::Languages=none -o APT::Architecture=$VMARCH -o APT::Architectures=$VMARCH -o Debug::NoLocking=1 \
         -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
         -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false \
         -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false \
@@ -92,7 +100,7 @@ apt_update() {
 
 UPDATED=0
 fetch() { # $1: label
-    local label=$1 dir=$CACHE/kernel-$1 suite pat pkg ver tmp deb
+    local label=$1 dir=$CACHE/$KPREFIX$1 suite pat pkg ver tmp deb
     suite=$(suite_of "$label")
     pat=$(pattern_of "$label")
     if [ "${TCPTRACER_VM_REFRESH:-0}" = 1 ] || [ ! -s "$dir/vmlinuz" ] || [ ! -s "$dir/package" ]; then
@@ -107,11 +115,11 @@ fetch() { # $1: label
         else
             log "$label: downloading $pkg $ver"
             mkdir -p "$CACHE/debs"
-            deb=$(ls "$CACHE/debs/${pkg}_"*"_amd64.deb" 2>/dev/null | grep -F "_${ver//:/%3a}_" || true)
+            deb=$(ls "$CACHE/debs/${pkg}_"*"_$VMARCH.deb" 2>/dev/null | grep -F "_${ver//:/%3a}_" || true)
             if [ -z "$deb" ]; then
                 # shellcheck disable=SC2046
                 (cd "$CACHE/debs" && apt-get $(apt_opts) download "$pkg=$ver" >&2)
-                deb=$(ls "$CACHE/debs/${pkg}_"*"_amd64.deb" | grep -F "_${ver//:/%3a}_")
+                deb=$(ls "$CACHE/debs/${pkg}_"*"_$VMARCH.deb" | grep -F "_${ver//:/%3a}_")
             fi
             tmp=$(mktemp -d "$CACHE/extract.XXXXXX")
             dpkg-deb -x "$deb" "$tmp"
