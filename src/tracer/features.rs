@@ -6,7 +6,7 @@ use crate::asm::{Asm, Helper, Reg};
 use crate::btf::{Btf, Kind as BtfKind};
 use crate::loader::prog::{self, ProgSpec, ATTACH_TRACE_FENTRY, ATTACH_TRACE_RAW_TP};
 use crate::loader::tracefs::Tracefs;
-use crate::loader::{kprobe, ProgType};
+use crate::loader::{attach, kprobe, Prog, ProgType};
 
 const NO_KERNEL_BTF: &str = "no kernel BTF (/sys/kernel/btf/vmlinux) to attach by BTF id";
 
@@ -16,6 +16,15 @@ fn try_load(
     btf_id: u32,
     body: impl FnOnce(&mut Asm),
 ) -> Result<(), String> {
+    load(prog_type, attach_type, btf_id, body).map(drop)
+}
+
+fn load(
+    prog_type: ProgType,
+    attach_type: u32,
+    btf_id: u32,
+    body: impl FnOnce(&mut Asm),
+) -> Result<Prog, String> {
     let mut a = Asm::new();
     body(&mut a);
     a.mov64_imm(Reg::R0, 0);
@@ -29,15 +38,28 @@ fn try_load(
         insns: p.insns(),
         want_log: false,
     };
-    prog::try_load(&spec).map(drop).map_err(|e| format!("BPF_PROG_LOAD: {e}"))
+    prog::try_load(&spec).map_err(|e| format!("BPF_PROG_LOAD: {e}"))
 }
 
-/// fentry/fexit: load a trivial fentry program on `tcp_set_state`.
+/// fentry/fexit: load a trivial fentry program on `tcp_set_state` and
+/// attach it (then detach at once). The load checks the verifier's side
+/// only: the trampoline is made at attach, and where the kernel cannot
+/// make one (arm64 6.1: no ftrace direct calls) that fails with ENOTSUPP.
 pub fn fentry(btf: Option<&Btf>) -> Result<(), String> {
     let btf = btf.ok_or(NO_KERNEL_BTF)?;
     let id = btf.find("tcp_set_state", BtfKind::Func).map_err(|e| e.to_string())?;
-    try_load(ProgType::Tracing, ATTACH_TRACE_FENTRY, id, |_| {})
+    let p = load(ProgType::Tracing, ATTACH_TRACE_FENTRY, id, |_| {})?;
+    match attach::raw_tracepoint(&p, None, "fentry tcp_set_state") {
+        Ok(_) => Ok(()),
+        Err(e) if e.errno() == Some(ENOTSUPP) => {
+            Err("attach: ENOTSUPP (this kernel cannot make a BPF trampoline here)".to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
+
+/// The kernel's ENOTSUPP (not in libc: it never reaches user space by design, yet does here).
+const ENOTSUPP: i32 = 524;
 
 /// BTF tracepoints: load a trivial tp_btf program on `inet_sock_set_state`.
 pub fn tp_btf(btf: Option<&Btf>) -> Result<(), String> {
