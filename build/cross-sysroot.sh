@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# build/cross-sysroot.sh DEBARCH DIR
+# build/cross-sysroot.sh DEBARCH DIR [PACKAGE...]
 # Fill DIR with DEBARCH's (e.g. arm64) musl (libc.a, crt objects) and LLVM's
-# libunwind.a from Debian's packages, without multiarch: `apt-get download`
+# libunwind.a (or the PACKAGEs given) from Debian's packages, without multiarch: `apt-get download`
 # under a private apt configuration (APT::Architecture=DEBARCH, its own lists
 # under DIR) and `dpkg-deb -x`. The archive URI and suite are read from this
 # machine's Debian source at run time (as vm/kernels.sh does). Prints nothing;
@@ -12,7 +12,9 @@ set -euo pipefail
 debarch=$1
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
-pkgs=(musl-dev musl libunwind-14-dev)
+shift 2
+pkgs=("$@")
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(musl-dev musl libunwind-14-dev)
 SOURCES=${TCPTRACER_DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 log() { echo "build/cross-sysroot: $*" >&2; }
