@@ -6,8 +6,9 @@
 # guest's result is the console's "RESULT rc=0" (virt has no isa-debug-exit;
 # a panic and a poweroff both exit QEMU with 0). Needs qemu-system-arm, cpio,
 # gcc-aarch64-linux-gnu; busybox-static for arm64 comes by apt-get download
-# (build/cross-sysroot.sh). BACKENDS="tracepoint kprobe fentry tracepoint-perf" by
-# default (B-perf: backend B on perf rings instead of the ring buffer).
+# (build/cross-sysroot.sh). BACKENDS="tracepoint kprobe kprobe-tracefs fentry
+# tracepoint-perf" by default (B-perf: backend B on perf rings instead of the
+# ring buffer; kprobe-tracefs: kprobes through tracefs kprobe_events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${TCPTRACER_VM_OUT:-target/vm-arm64}
@@ -22,7 +23,7 @@ aarch64-linux-gnu-gcc -O2 -static -o "$out/initrd/bin/loconn" vm/loconn.c
 cp vm/arm64-init "$out/initrd/init"
 chmod +x "$out/initrd/init"
 (cd "$out/initrd" && find . | cpio -o -H newc --quiet) > "$out/initrd.cpio"
-backends=${BACKENDS:-tracepoint kprobe fentry tracepoint-perf}
+backends=${BACKENDS:-tracepoint kprobe kprobe-tracefs fentry tracepoint-perf}
 [ $# -gt 0 ] || set -- 6.1 6.12
 rc=0
 for k in "$@"; do
