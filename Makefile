@@ -15,7 +15,7 @@ SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build run static test unit vmtest vmkernels bench clean install uninstall
+.PHONY: all build run static test unit vmtest vmtest-arm64 vmkernels bench clean install uninstall
 
 all: build
 
@@ -37,7 +37,8 @@ unit:
 
 # Unit tests (the library's root-only ones are #[ignore]d: run here, as root), the
 # root integration tests against the static binary users get on
-# this kernel, then the same suite in QEMU guests (5.10, 6.1, 6.12) per backend.
+# this kernel, then the same suite in QEMU guests (5.10, 6.1, 6.12) per backend,
+# then the arm64 binary's cells in arm64 guests (6.1, 6.12).
 # A WARNING/BUG/Oops in the kernel log or a new taint flag fails the run.
 test: static
 	@mkdir -p target
@@ -46,6 +47,7 @@ test: static
 	$(CARGO) test --lib -- --ignored
 	tests/kernel_log.sh check target/kernel-log.mark "host tests"
 	$(MAKE) vmtest
+	$(MAKE) vmtest-arm64
 
 # The root integration suite (tests/trace.rs, tests/loader.rs, static builds) in QEMU
 # guests booting Debian's 5.10, 6.1 and 6.12 cloud kernels, once per backend; prints a
@@ -53,6 +55,13 @@ test: static
 vmtest: static
 	CARGO="$(CARGO)" TARGET=$(TARGET) BACKENDS="$(BACKENDS)" TCPTRACER_VM_BIN=$(abspath $(STATIC)) \
 		vm/vmtest.sh $(KERNEL)
+
+# The arm64 cells: the aarch64 static binary (make static ARCH=arm64) in QEMU guests
+# booting Debian's arm64 6.1 and 6.12 cloud kernels: --check, then exact rows of a
+# loopback connection per family and backend, and the kernel-log check. See vm/README.md.
+vmtest-arm64:
+	$(MAKE) static ARCH=arm64
+	vm/arm64-smoke.sh
 
 # Download (or, with TCPTRACER_VM_REFRESH=1, update) the cached guest kernels.
 vmkernels:
