@@ -131,6 +131,7 @@ fn report_kernel_losses(before: &KernelLosses, now: &KernelLosses) {
         (now.output_failed - before.output_failed, "events: BPF output failed"),
         (now.ring_full - before.ring_full, "events: ring buffer full"),
         (now.untracked - before.untracked, "sockets untracked: map update failed"),
+        (now.no_port - before.no_port, "events: socket without a port"),
     ];
     for (n, what) in causes {
         if n > 0 {

@@ -95,13 +95,14 @@ pub fn finish(mut tracer: Tracer, mut p: Printer, end: Ended, debug: bool, as_js
     if off_course > 0 || debug {
         note!(
             "tcptracer: lost {} events in all: {full} in full buffers, {} in the kernel \
-             (output failed {}, sockets untracked {}), {dropped} in a full output queue; \
+             (output failed {}, sockets untracked {}, no port {}), {dropped} in a full output queue; \
              skipped by the kernel: {} probe runs, {} kprobe hits; \
              {} events delivered, {unwritten} not written at exit, {uncommitted} left uncommitted, {late} out of order",
             full + end.kernel.total() + dropped,
             end.kernel.total(),
             end.kernel.output_failed,
             end.kernel.untracked,
+            end.kernel.no_port,
             end.kernel.recursion_misses,
             end.kernel.kprobe_missed,
             p.counts.events,

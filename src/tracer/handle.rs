@@ -21,6 +21,8 @@ pub struct KernelLosses {
     pub ring_full: u64,
     /// A socket could not be recorded in `conns` (its C or softirq X is lost).
     pub untracked: u64,
+    /// Events dropped because their socket showed no port (not expected).
+    pub no_port: u64,
     /// Program runs the kernel skipped (a program firing while it or, for
     /// kprobe and tracepoint programs, any such program already runs on the
     /// CPU). Not counted as lost events: most runs are state changes that
@@ -39,7 +41,7 @@ pub struct KernelLosses {
 impl KernelLosses {
     /// Events known to be lost in the kernel, other than to a full ring.
     pub fn total(&self) -> u64 {
-        self.output_failed + self.untracked
+        self.output_failed + self.untracked + self.no_port
     }
 
     /// Program runs the kernel skipped, by any cause.
@@ -176,6 +178,7 @@ impl Tracer {
             output_failed: c.sum(probes::STAT_OUTPUT_FAILED),
             ring_full: c.sum(probes::STAT_RING_FULL),
             untracked: c.sum(probes::STAT_CONN_UPDATE_FAILED),
+            no_port: c.sum(probes::STAT_NO_PORT),
             recursion_misses: self.prog_stats().iter().map(|p| p.recursion_misses).sum(),
             kprobe_missed: self.kprobe_missed_at_detach.unwrap_or_else(|| kprobe::missed(&self.kprobes)),
             undeferred: c.sum(probes::STAT_MARK_FAILED),

@@ -80,7 +80,7 @@ pub fn accept_program(
     // A reset racing this program zeroes skc_num (inet_put_port) before
     // the state says CLOSE: then inet_sport.
     let tail = Tail { acc, sport: Sport::NumUnlessClose(PTR), task_filters: true };
-    fill_event(&mut a, so, tail, f, out);
+    fill_event(&mut a, so, tail, f, maps, out);
     output(&mut a, maps);
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.jmp_imm(Jmp::Ne, Reg::R1, 0, x);

@@ -65,7 +65,8 @@ pub fn destroy_program(
     // The port is no longer bound (skc_num is 0): inet_sport.
     a.mov64_imm(PORT, CLOSE);
     let acc = sock_access(&mut a, so, mem, out);
-    fill_event(&mut a, so, Tail { acc, sport: Sport::NumUnlessClose(PORT), task_filters: true }, f, out);
+    let tail = Tail { acc, sport: Sport::NumUnlessClose(PORT), task_filters: true };
+    fill_event(&mut a, so, tail, f, maps, out);
     output(&mut a, maps);
     a.bind(out);
     exit0(&mut a);

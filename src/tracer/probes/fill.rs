@@ -3,7 +3,10 @@
 use super::filters::{port_filter, task_filters};
 use super::frame::{EV, IDENT, KIND, SK, TMP};
 use super::kernel::{AF_INET, AF_INET6, CLOSE};
+use super::maps::MapFds;
+use super::output::count;
 use super::read::{probe_read, read_sk, Access};
+use super::stats::STAT_NO_PORT;
 use crate::asm::{Asm, Jmp, Label, Reg, Size};
 use crate::tracer::config::Filters;
 use crate::tracer::event::{off, Kind, KIND_PENDING};
@@ -39,10 +42,11 @@ pub(super) struct Tail {
 
 /// Fill the event's tuple from the sock in `SK`, kind in `KIND` (the task
 /// block already in place; IDENT as the socket's identity), and go to
-/// `out` unless it passes the filters. Clobbers r0–r5.
-pub(super) fn fill_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters, out: Label) {
+/// `out` unless it passes the filters (a socket without a port: counted,
+/// then `out`). Clobbers r0–r5.
+pub(super) fn fill_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters, maps: &MapFds, out: Label) {
     let Tail { acc, sport, task_filters: tasks } = tail;
-    let (v4, ports) = (a.label(), a.label());
+    let (v4, ports, no_port, done) = (a.label(), a.label(), a.label(), a.label());
     for o in (off::KIND..off::SOCK).step_by(8) {
         a.st(Size::DW, Reg::R10, EV + o, 0);
     }
@@ -94,10 +98,10 @@ pub(super) fn fill_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters,
             a.bind(done);
         }
     }
-    a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, no_port);
     a.stx(Size::H, Reg::R10, EV + off::SPORT, Reg::R1);
     acc.load(a, Size::H, Reg::R1, so.dport);
-    a.jmp_imm(Jmp::Eq, Reg::R1, 0, out);
+    a.jmp_imm(Jmp::Eq, Reg::R1, 0, no_port);
     a.stx(Size::H, Reg::R10, EV + off::DPORT, Reg::R1);
     port_filter(a, f, out);
     if let (Some((net, inum)), true) = (so.netns, f.reads_netns()) {
@@ -130,6 +134,11 @@ pub(super) fn fill_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters,
         a.stx(Size::H, Reg::R10, EV + off::ERROR, Reg::R1);
         a.bind(not_failed);
     }
+    a.ja(done);
+    a.bind(no_port);
+    count(a, maps, STAT_NO_PORT);
+    a.ja(out);
+    a.bind(done);
 }
 
 /// Set the event's kind byte.

@@ -241,7 +241,7 @@ pub fn state_program(
     // tp_btf runs after inet_put_port() zeroed skc_num on CLOSE (NEW: the
     // new state); the function-entry hooks run before it.
     let sport = if hook == StateHook::TpBtf { Sport::NumUnlessClose(NEW) } else { Sport::Num };
-    fill_event(&mut a, so, Tail { acc, sport, task_filters: false }, f, out);
+    fill_event(&mut a, so, Tail { acc, sport, task_filters: false }, f, maps, out);
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, emit);
     defer(&mut a, f, maps, emit, out);

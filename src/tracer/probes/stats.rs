@@ -19,4 +19,8 @@ pub const STAT_MARK_FAILED: usize = 4;
 /// Not a failure: X reported when the socket was destroyed, its closing
 /// move unseen (a program run the kernel skipped; see `destroy.rs`).
 pub const STAT_CLOSE_AT_DESTROY: usize = 5;
+/// An event dropped because its socket showed no local or remote port
+/// (never expected of a connection the programs report: counted so such
+/// a drop is never silent).
+pub const STAT_NO_PORT: usize = 6;
 pub const STATS: usize = 8;

@@ -197,3 +197,26 @@ fn slot_output_reserves_then_stamps_copies_and_commits_last() {
         assert!(text.contains(&format!("lock *(u64 *)(r0 +{}) += r1", STAT_RING_FULL * 8)), "{text}");
     }
 }
+
+#[test]
+fn a_socket_without_a_port_is_counted_not_dropped_silently() {
+    let add = format!("lock *(u64 *)(r0 +{}) += r1", crate::tracer::probes::STAT_NO_PORT * 8);
+    let f = Filters::default();
+    for text in STATES.iter().map(|&h| state(h, &f, &MAPS)).chain([accept(&f, &MAPS)]) {
+        let l = lines(&text);
+        let at = all(&l, &add);
+        assert_eq!(at.len(), 1, "one no-port count:\n{text}");
+        // Reached by a jump only (a label after an unconditional goto),
+        // then out (past its own lookup-failed label).
+        let i = at[0];
+        let smp = prev_call(&l, prev_call(&l, i));
+        assert_eq!(l[smp], "call bpf_get_smp_processor_id#8");
+        let (label, before) = (&l[smp - 1], &l[smp - 2]);
+        assert!(
+            label.ends_with(':') && before.starts_with("goto "),
+            "only jumped to:\n{}",
+            l[smp - 2..=i].join("\n")
+        );
+        assert!(l[i + 1].ends_with(':') && l[i + 2].starts_with("goto "), "then out:\n{}", l[i..].join("\n"));
+    }
+}
