@@ -7,7 +7,8 @@ pub fn push_u32(out: &mut Vec<u8>, v: u32) {
     push_u64(out, v as u64)
 }
 
-/// Append `v` in decimal.
+/// Append `v` in decimal. Byte by byte: a copy of a variable length is a
+/// `memcpy` call, which musl does not make cheap for a few bytes.
 pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
@@ -19,7 +20,28 @@ pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
             break;
         }
     }
-    out.extend_from_slice(&tmp[i..]);
+    out.reserve(tmp.len());
+    for &d in &tmp[i..] {
+        out.push(d);
+    }
+}
+
+/// Append the first `n` (≤ 16) bytes of `a`: a fixed-size copy, then cut
+/// back (no `memcpy` call).
+pub fn push_prefix(out: &mut Vec<u8>, a: &[u8; 16], n: usize) {
+    let start = out.len();
+    out.extend_from_slice(a);
+    out.truncate(start + n.min(16));
+}
+
+/// Append `n` spaces, `n` ≤ 16 (a fixed-size copy, then cut back).
+pub fn push_spaces(out: &mut Vec<u8>, n: usize) {
+    let start = out.len();
+    out.extend_from_slice(&[b' '; 16]);
+    out.truncate(start + n.min(16));
+    if n > 16 {
+        out.resize(start + n, b' ');
+    }
 }
 
 pub fn push_ipv4(out: &mut Vec<u8>, a: &[u8]) {
@@ -201,6 +223,25 @@ mod tests {
         ] {
             assert_eq!(v6(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn prefixes_and_spaces() {
+        let a = *b"0123456789abcdef";
+        for n in 0..=16 {
+            let mut out = b"x".to_vec();
+            push_prefix(&mut out, &a, n);
+            push_spaces(&mut out, n);
+            let mut want = b"x".to_vec();
+            want.extend_from_slice(&a[..n]);
+            want.resize(1 + 2 * n, b' ');
+            assert_eq!(out, want);
+        }
+        let mut out = Vec::new();
+        push_prefix(&mut out, &a, 99);
+        push_spaces(&mut out, 40);
+        assert_eq!(out.len(), 56);
+        assert!(out[16..].iter().all(|&b| b == b' '));
     }
 
     #[test]

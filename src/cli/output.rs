@@ -12,7 +12,7 @@
 //! since the first event; `-U` then a `%-6d ` UID column (libbpf-tools);
 //! `--failed` appends ` %-12s` ERROR; `-w` appends ` EXE`.
 
-use super::fmt::{errno_name, push_ipv4, push_ipv6, push_u32};
+use super::fmt::{errno_name, push_ipv4, push_ipv6, push_prefix, push_spaces, push_u32};
 use tcptracer::tracer::event::{Event, Kind, UNKNOWN_ID};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,24 +92,25 @@ pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event, since_first: u64, exe: Opti
         pad_to(out, start, 6);
         out.push(b' ');
     }
-    let (short, long): (&[u8], &[u8]) = match e.kind {
-        Some(Kind::Connect) => (b"C", b"connect"),
-        Some(Kind::Accept) => (b"A", b"accept"),
-        Some(Kind::Close) => (b"X", b"close"),
-        Some(Kind::Failed) => (b"F", b"failed"),
-        None => (b"U", b"unknown"),
+    let (short, long) = match e.kind {
+        Some(Kind::Connect) => (b"C", word(b"connect")),
+        Some(Kind::Accept) => (b"A", word(b"accept")),
+        Some(Kind::Close) => (b"X", word(b"close")),
+        Some(Kind::Failed) => (b"F", word(b"failed")),
+        None => (b"U", word(b"unknown")),
     };
     if f.verbose {
-        padded(out, long, 12);
+        padded(out, &long, 12);
     } else {
-        padded(out, short, 2);
+        out.push(short[0]);
+        out.push(b' ');
     }
     out.push(b' ');
     let start = out.len();
     push_u32(out, e.pid);
     pad_to(out, start, 6);
     out.push(b' ');
-    padded(out, e.comm(), 16);
+    padded(out, &e.comm, 16);
     out.push(b' ');
     let start = out.len();
     push_u32(out, e.ip as u32);
@@ -157,17 +158,30 @@ pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event, since_first: u64, exe: Opti
     out.push(b'\n');
 }
 
-/// `%-Ns` of a byte string: pads by characters as Python does for UTF-8 text.
-fn padded(out: &mut Vec<u8>, s: &[u8], width: usize) {
-    out.extend_from_slice(s);
-    let chars = s.iter().filter(|&&b| b & 0xc0 != 0x80).count();
-    out.resize(out.len() + width.saturating_sub(chars), b' ');
+/// A NUL-padded 16-byte field of a short word.
+const fn word(s: &[u8]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    let mut i = 0;
+    while i < s.len() {
+        a[i] = s[i];
+        i += 1;
+    }
+    a
+}
+
+/// `%-Ns` of a NUL-padded field: pads by characters as Python does for
+/// UTF-8 text. Fixed-size copies only (no `memcpy` calls: see `fmt`).
+fn padded(out: &mut Vec<u8>, a: &[u8; 16], width: usize) {
+    let n = a.iter().position(|&c| c == 0).unwrap_or(16);
+    push_prefix(out, a, n);
+    let chars = a[..n].iter().filter(|&&b| b & 0xc0 != 0x80).count();
+    push_spaces(out, width.saturating_sub(chars));
 }
 
 fn pad_to(out: &mut Vec<u8>, start: usize, width: usize) {
     let n = out.len() - start;
     if n < width {
-        out.resize(start + width, b' ');
+        push_spaces(out, width - n);
     }
 }
 

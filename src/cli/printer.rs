@@ -11,7 +11,8 @@ use tcptracer::tracer::event::{Event, Kind};
 /// Output is queued in chunks of this size (and once per drain). A chunk's
 /// buffer is above musl's mmap threshold (128 KiB less 20 bytes): freed, it
 /// goes back to the kernel at once, so a backlog queued while the output
-/// stalled leaves no resident memory behind (glibc: `io::trim`).
+/// stalled leaves no resident memory behind (glibc: `io::trim`); the
+/// writer keeps two written buffers for reuse.
 const OUT_CHUNK: usize = 128 << 10;
 const _: () = assert!(OUT_CHUNK + 512 > 131_052);
 
@@ -89,7 +90,8 @@ impl Printer {
     /// Hand the buffer to the writer thread.
     pub fn flush(&mut self) {
         if !self.buf.is_empty() {
-            let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(OUT_CHUNK + 512));
+            let next = self.out.spare().unwrap_or_else(|| Vec::with_capacity(OUT_CHUNK + 512));
+            let buf = std::mem::replace(&mut self.buf, next);
             self.dropped += self.out.send(buf, std::mem::take(&mut self.buf_events));
         }
     }

@@ -3,6 +3,9 @@
 //! being drained while the consumer (a pipe, a terminal, a disk under
 //! writeback) stalls. A chunk that does not fit is dropped and its events
 //! counted; a blocked fd never holds up a stop (see [`Writer::finish`]).
+//! Written buffers come back for reuse ([`Writer::spare`]), a few at most:
+//! a fresh buffer per chunk costs an mmap, its page faults and an munmap
+//! where the allocator maps large blocks (musl).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +30,8 @@ struct Shared {
     failed: std::sync::atomic::AtomicI32,
     /// Set by `finish` at its deadline: stop retrying.
     abandon: AtomicBool,
+    /// Written buffers, emptied, for the next chunks (at most `SPARE`).
+    spare: Mutex<Vec<Vec<u8>>>,
     /// The thread has written (or dropped) everything and ended.
     done: Mutex<bool>,
     ended: Condvar,
@@ -86,6 +91,11 @@ impl Writer {
         0
     }
 
+    /// An empty buffer a written chunk left, if one is free.
+    pub fn spare(&self) -> Option<Vec<u8>> {
+        self.shared.spare.lock().ok()?.pop()
+    }
+
     /// Bytes queued and not yet written.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
@@ -127,6 +137,10 @@ impl Writer {
 /// that much bigger).
 const TRIM_AFTER: usize = 256 << 10;
 
+/// Written buffers kept for reuse: one being filled while another is
+/// written needs two; the rest of a backlog is freed.
+const SPARE: usize = 2;
+
 fn run(fd: RawFd, rx: Receiver<Chunk>, s: &Shared, on_failed: &dyn Fn()) {
     let give_up = || s.abandon.load(Ordering::Acquire);
     let mut most = 0;
@@ -144,8 +158,15 @@ fn run(fd: RawFd, rx: Receiver<Chunk>, s: &Shared, on_failed: &dyn Fn()) {
                 Err(Short::GaveUp) => {}
             }
         }
-        let len = c.buf.len();
-        drop(c);
+        let mut buf = c.buf;
+        let len = buf.len();
+        match s.spare.lock() {
+            Ok(mut spare) if spare.len() < SPARE => {
+                buf.clear();
+                spare.push(buf);
+            }
+            _ => drop(buf),
+        }
         if s.queued.fetch_sub(len, Ordering::AcqRel) == len && most > TRIM_AFTER {
             most = 0;
             trim();
@@ -199,6 +220,31 @@ mod tests {
         close(r);
         let want: Vec<u8> = (0..100u8).flat_map(|i| [i; 100]).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn written_buffers_come_back_empty_two_at_most() {
+        let (r, w) = pipe(false);
+        let wr = Writer::spawn(w, 1 << 20, Box::new(|| {})).unwrap();
+        assert!(wr.spare().is_none());
+        for i in 0..5u8 {
+            let mut b = Vec::with_capacity(4096);
+            b.extend_from_slice(&[i; 10]);
+            assert_eq!(wr.send(b, 1), 0);
+        }
+        let t = Instant::now();
+        while wr.queued() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A buffer goes back before its bytes leave `queued`.
+        let kept: Vec<Vec<u8>> = std::iter::from_fn(|| wr.spare()).collect();
+        assert_eq!(kept.len(), SPARE);
+        assert!(kept.iter().all(|b| b.is_empty() && b.capacity() == 4096));
+        assert_eq!(wr.finish(Instant::now() + Duration::from_secs(5)), (0, None));
+        close(w);
+        assert_eq!(read_all(r).len(), 50);
+        close(r);
     }
 
     #[test]

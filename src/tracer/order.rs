@@ -15,11 +15,21 @@ use super::event::Event;
 
 /// Held events' room kept after a backlog (104 KiB).
 const SHRINK_ABOVE: usize = 1024;
+/// Releases in a row that must find the room mostly unused (an eighth
+/// held) before it shrinks: a steady high rate uses it at every drain, and
+/// giving it back each time cost a realloc and page faults per drain. Idle,
+/// the reader drains at least every 100 ms.
+const SHRINK_AFTER: u32 = 16;
 
 #[derive(Debug, Default)]
 pub struct Reorder {
     pending: Vec<Event>,
     max_len: usize,
+    /// Kept between releases for [`sort_by_stamp`].
+    scratch: Vec<Event>,
+    runs: Vec<usize>,
+    /// Releases in a row that found the room mostly unused.
+    unused: u32,
 }
 
 impl Reorder {
@@ -52,8 +62,8 @@ impl Reorder {
 
     /// Hand out, oldest first, every held event stamped at or before `cutoff`.
     pub fn release(&mut self, cutoff: u64, f: &mut dyn FnMut(&Event)) -> usize {
-        // Mostly sorted runs (one per ring): the stable sort merges them.
-        self.pending.sort_by_key(|e| e.ts_ns);
+        let held = self.pending.len();
+        sort_by_stamp(&mut self.pending, &mut self.scratch, &mut self.runs);
         let n = self.pending.partition_point(|e| e.ts_ns <= cutoff);
         for e in &self.pending[..n] {
             f(e);
@@ -61,11 +71,55 @@ impl Reorder {
         self.pending.drain(..n);
         // After a backlog (a reader behind by whole rings): give the memory back.
         let cap = self.pending.capacity();
-        if cap > SHRINK_ABOVE && self.pending.len() < cap / 8 {
+        if cap > SHRINK_ABOVE && held < cap / 8 {
+            self.unused += 1;
+        } else {
+            self.unused = 0;
+        }
+        if self.unused >= SHRINK_AFTER {
+            self.unused = 0;
             self.pending.shrink_to(cap / 4);
+            self.scratch = Vec::new();
+            self.runs = Vec::new();
             super::io::trim();
         }
         n
+    }
+}
+
+/// Sort `v` by stamp, stably: merge its ascending runs (mostly one per
+/// ring) pairwise until one is left. The memory is kept between calls
+/// (std's stable sort allocates its scratch on every call: an mmap, page
+/// faults and an munmap per drain where the allocator maps large blocks).
+fn sort_by_stamp(v: &mut Vec<Event>, scratch: &mut Vec<Event>, runs: &mut Vec<usize>) {
+    loop {
+        runs.clear();
+        runs.push(0);
+        runs.extend((1..v.len()).filter(|&i| v[i].ts_ns < v[i - 1].ts_ns));
+        if runs.len() == 1 {
+            return;
+        }
+        runs.push(v.len());
+        scratch.clear();
+        scratch.reserve(v.len());
+        for k in (0..runs.len() - 1).step_by(2) {
+            let a = &v[runs[k]..runs[k + 1]];
+            let b = &v[runs[k + 1]..runs[(k + 2).min(runs.len() - 1)]];
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() && j < b.len() {
+                // Ties take the earlier run's event first: stable.
+                if b[j].ts_ns < a[i].ts_ns {
+                    scratch.push(b[j]);
+                    j += 1;
+                } else {
+                    scratch.push(a[i]);
+                    i += 1;
+                }
+            }
+            scratch.extend_from_slice(&a[i..]);
+            scratch.extend_from_slice(&b[j..]);
+        }
+        std::mem::swap(v, scratch);
     }
 }
 
@@ -148,6 +202,61 @@ mod tests {
         r.release(u64::MAX, &mut |e| got.push(e.ts_ns));
         assert_eq!(got, [50, 55, 60]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn the_room_shrinks_after_a_backlog_not_at_a_steady_rate() {
+        let mut r = Reorder::default();
+        let fill = |r: &mut Reorder, n: u64| (0..n).for_each(|ts| r.push(ev(ts)));
+        // Steady: each drain holds ~4000 events, releases them all.
+        for _ in 0..100 {
+            fill(&mut r, 4000);
+            r.release(u64::MAX, &mut |_| {});
+        }
+        let cap = r.pending.capacity();
+        assert!(cap >= 4000);
+        fill(&mut r, 4000);
+        assert_eq!(r.pending.capacity(), cap, "no realloc at a steady rate");
+        r.release(u64::MAX, &mut |_| {});
+        // Quiet: a trickle for SHRINK_AFTER releases gives the room back.
+        for i in 0..SHRINK_AFTER {
+            assert_eq!(r.pending.capacity(), cap, "release {i}");
+            fill(&mut r, 3);
+            r.release(u64::MAX, &mut |_| {});
+        }
+        assert!(r.pending.capacity() <= cap / 4, "{} of {cap}", r.pending.capacity());
+        assert_eq!(r.scratch.capacity(), 0);
+    }
+
+    #[test]
+    fn the_merge_sorts_like_the_stable_sort() {
+        // Small pseudo-random inputs: runs, ties, reversed, sorted, empty.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        for case in 0..2000 {
+            let n = (next() % 300) as usize;
+            let span = [3, 50, 1 << 40][case % 3];
+            let mut v: Vec<Event> = (0..n)
+                .map(|i| {
+                    let mut e = ev(next() % span);
+                    e.pid = i as u32;
+                    e
+                })
+                .collect();
+            if case % 7 == 0 {
+                v.sort_by_key(|e| std::cmp::Reverse(e.ts_ns));
+            }
+            let mut want = v.clone();
+            want.sort_by_key(|e| e.ts_ns);
+            sort_by_stamp(&mut v, &mut scratch, &mut runs);
+            assert_eq!(v, want, "case {case}");
+        }
     }
 
     #[test]
