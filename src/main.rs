@@ -45,6 +45,10 @@ fn open_output(args: &args::Args, debug: bool) -> Printer {
     let mut fmt = Format::new(args.verbose, args.netns.is_some());
     (fmt.timestamp, fmt.uid, fmt.error, fmt.exe) = (args.timestamp, args.print_uid, args.failed, args.wide);
     let mut p = Printer::new(fmt, args.json, out);
+    if let Some(s) = &args.summary {
+        let seconds = cli::summary::parse_seconds(s).unwrap_or_else(|e| die(e));
+        p.summary = Some(cli::summary::Summary::new(seconds, Instant::now()));
+    }
     p.banner();
     p
 }
@@ -55,6 +59,7 @@ fn run(tracer: &mut Tracer, p: &mut Printer) -> Ended {
     let mut lost_total = 0u64;
     let mut dropped_told = 0u64;
     let mut bad_told = 0u64;
+    let mut dropped_counted = 0u64;
     let mut kernel = tracer.kernel_losses();
     let mut last_check = Instant::now();
     // The rings wake us at their watermark; below it we poll: every 10 ms
@@ -64,6 +69,10 @@ fn run(tracer: &mut Tracer, p: &mut Printer) -> Ended {
     let mut timeout = 1;
     let stop_at = loop {
         let stopping = signals::stopping();
+        if let Some(s) = &p.summary {
+            // An interval ends on time even when no event comes.
+            timeout = timeout.min(s.ms_left(Instant::now()));
+        }
         if !stopping {
             match tracer.wait(timeout) {
                 Ok(Wake::Woken) if !signals::stopping() && stdout_gone() => signals::request_stop(),
@@ -89,14 +98,27 @@ fn run(tracer: &mut Tracer, p: &mut Printer) -> Ended {
         if lost > 0 {
             lost_total += lost;
             note!("Possibly lost {lost} events");
+            if let Some(s) = &mut p.summary {
+                s.lost += lost;
+            }
         }
         if let Err(e) = r {
             note!("tcptracer: {e}");
         }
-        if stopping || last_check.elapsed() >= std::time::Duration::from_secs(1) {
+        let interval_due = p.summary.as_ref().is_some_and(|s| s.is_due(p.now));
+        if stopping || interval_due || last_check.elapsed() >= std::time::Duration::from_secs(1) {
             last_check = Instant::now();
             let now = tracer.kernel_losses();
             report_kernel_losses(&kernel, &now);
+            if let Some(s) = &mut p.summary {
+                // The interval's losses: what the notes below and above report.
+                s.lost += now.ring_full.saturating_sub(kernel.ring_full)
+                    + now.total().saturating_sub(kernel.total())
+                    + tracer.undecodable().saturating_sub(bad_told)
+                    + p.dropped.saturating_sub(dropped_counted);
+                s.skipped += now.skipped().saturating_sub(kernel.skipped());
+                dropped_counted = p.dropped;
+            }
             kernel = now;
             if tracer.undecodable() > bad_told {
                 note!("Possibly lost {} events: undecodable records", tracer.undecodable() - bad_told);
@@ -110,6 +132,7 @@ fn run(tracer: &mut Tracer, p: &mut Printer) -> Ended {
                 dropped_told = p.dropped;
             }
         }
+        p.end_interval(p.now, stopping);
         if stopping {
             break Instant::now();
         }

@@ -69,6 +69,17 @@ fn bad_input_gives_one_line_and_status_1() {
         (&["--buffer", "1G"], "must be between 4 KiB and 512 MiB"),
         (&["--queue", "1K"], "--queue: invalid size \"1K\": the output queue takes 64K to 4G"),
         (&["--queue", "x"], "--queue: invalid size \"x\""),
+        (&["--summary", "0"], "--summary: invalid interval \"0\": give whole seconds, 1 to 86400"),
+        (&["--summary", "-1"], "--summary: invalid interval \"-1\""),
+        (&["--summary", "x"], "--summary: invalid interval \"x\""),
+        (&["--summary", "1.5"], "--summary: invalid interval \"1.5\""),
+        (&["--summary", "86401"], "--summary: invalid interval \"86401\""),
+        (&["--summary", "99999999999999999999"], "--summary: invalid interval"),
+        (&["--summary"], "--summary"),
+        (&["--summary", "1", "-v"], "--summary cannot be combined with -v"),
+        (&["--summary", "1", "-t"], "--summary cannot be combined with -t"),
+        (&["--summary", "1", "-U"], "--summary cannot be combined with -U"),
+        (&["--summary", "1", "-w"], "--summary cannot be combined with -w"),
     ];
     let ports: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
     let many: Vec<&str> = ports.iter().flat_map(|p| ["--port", p.as_str()]).collect();
@@ -94,7 +105,7 @@ fn help_goes_to_stdout_with_status_0() {
         assert_eq!(code, 0);
         assert_eq!(err, "");
         assert!(out.starts_with("Usage: tcptracer [-v] [-t] [-p <pid>] [-N <netns>] [-4] [-6]"), "{out}");
-        for opt in ["--verbose", "--pid", "--netns", "--btf", "--backend", "--debug"] {
+        for opt in ["--verbose", "--pid", "--netns", "--btf", "--backend", "--debug", "--summary <seconds>"] {
             assert!(out.contains(opt), "help lacks {opt}");
         }
     }

@@ -557,3 +557,195 @@ fn kill_9_then_a_new_start_leaves_nothing() {
     expect_flow(&t2, "127.0.0.1:0", "127.0.0.1", 4, Close::Fin);
     t2.stop_clean();
 }
+
+/// `n` connections from thread `tt-cli` to a new listener on 127.0.0.1
+/// (thread `tt-srv`), each closed by both sides; returns the port.
+fn connections(n: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = listener.local_addr().unwrap().port();
+    let server = thread::Builder::new()
+        .name("tt-srv".into())
+        .spawn(move || {
+            for _ in 0..n {
+                let (mut s, _) = listener.accept().unwrap();
+                let _ = std::io::Read::read(&mut s, &mut [0u8; 1]); // EOF
+            }
+        })
+        .unwrap();
+    thread::Builder::new()
+        .name("tt-cli".into())
+        .spawn(move || {
+            for _ in 0..n {
+                drop(TcpStream::connect(("127.0.0.1", sp)).unwrap());
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    server.join().unwrap();
+    sp
+}
+
+/// A summary row's key: (T, PID, COMM, RADDR, LPORT, RPORT), `-` for no port.
+type RowKey = (String, u32, String, String, String, String);
+
+/// What `n` connections to each port count: C and X of tt-cli under the
+/// remote port, A and X of tt-srv under the local port.
+fn summary_want(ports: &[(u16, u64)]) -> std::collections::BTreeMap<RowKey, u64> {
+    let mut want = std::collections::BTreeMap::new();
+    let l = "127.0.0.1".to_string();
+    for &(p, n) in ports {
+        for (t, comm, local) in
+            [("C", "tt-cli", false), ("A", "tt-srv", true), ("X", "tt-cli", false), ("X", "tt-srv", true)]
+        {
+            let (lp, rp) = if local { (p.to_string(), "-".into()) } else { ("-".into(), p.to_string()) };
+            want.insert((t.to_string(), pid(), comm.to_string(), l.clone(), lp, rp), n);
+        }
+    }
+    want
+}
+
+/// One interval's table: (events, lost, seconds, rows).
+type Table = (u64, u64, f64, Vec<(RowKey, u64)>);
+
+/// The next table the tracer prints, within `wait`.
+fn next_table(t: &Tracer, wait: Duration) -> Option<Table> {
+    let head = t.next_line(wait)?;
+    // [HH:MM:SS] N events in S s, L lost
+    let rest =
+        head.strip_prefix('[').and_then(|h| h.split_once("] ")).unwrap_or_else(|| panic!("{head:?}")).1;
+    let w: Vec<&str> = rest.split(' ').collect();
+    assert!(w.len() == 7 && w[1] == "events" && w[2] == "in" && w[4] == "s," && w[6] == "lost", "{head:?}");
+    let (events, seconds, lost) = (w[0].parse().unwrap(), w[3].parse().unwrap(), w[5].parse().unwrap());
+    let header = t.next_line(Duration::from_secs(5)).expect("table header");
+    assert_eq!(header, "T  PID    COMM             RADDR            LPORT  RPORT  COUNT");
+    let mut rows = Vec::new();
+    loop {
+        let l = t.next_line(Duration::from_secs(5)).expect("a row or the blank line");
+        if l.is_empty() {
+            return Some((events, lost, seconds, rows));
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f.len(), 7, "{l:?}");
+        let key = (f[0].into(), f[1].parse().unwrap(), f[2].into(), f[3].into(), f[4].into(), f[5].into());
+        rows.push((key, f[6].parse().unwrap()));
+    }
+}
+
+/// Add a table's rows to `sums`, checking it: its events are its rows'
+/// sum, nothing lost, busiest first.
+fn add_table(sums: &mut std::collections::BTreeMap<RowKey, u64>, (events, lost, _, rows): &Table) {
+    assert_eq!(*lost, 0, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), *events, "{rows:?}");
+    assert!(rows.windows(2).all(|w| w[0].1 >= w[1].1), "busiest first: {rows:?}");
+    for (k, n) in rows {
+        *sums.entry(k.clone()).or_insert(0) += n;
+    }
+}
+
+#[test]
+fn summary_counts_a_known_workload_exactly_across_intervals() {
+    let _g = serial();
+    let me = pid().to_string();
+    let mut t = Tracer::start(&["--summary", "1", "-p", &me]);
+    assert_eq!(
+        t.header,
+        "Counting events per type, process, remote address and port: a table every 1 s, busiest first."
+    );
+    let mut sums = std::collections::BTreeMap::new();
+    let mut seen = 0u64;
+    let p1 = connections(7);
+    // 28 events, in one interval or split over two.
+    while seen < 28 {
+        let tb = next_table(&t, Duration::from_secs(3)).expect("a table every second");
+        seen += tb.0;
+        add_table(&mut sums, &tb);
+    }
+    let p2 = connections(3);
+    while seen < 40 {
+        let tb = next_table(&t, Duration::from_secs(3)).expect("a table every second");
+        seen += tb.0;
+        add_table(&mut sums, &tb);
+    }
+    // Idle: the tables still come on time, empty.
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        let tb = next_table(&t, Duration::from_secs(3)).expect("a table every second, events or not");
+        assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
+        assert!(tb.0 == 0 && tb.3.is_empty() && (0.5..2.0).contains(&tb.2), "{tb:?}");
+    }
+    // At exit the partial interval is printed too.
+    let (status, err) = t.stop_here();
+    assert!(status.success(), "{status:?}: {err}");
+    assert_eq!(expected_notes(&err), "", "stderr");
+    let last = next_table(&t, Duration::from_secs(2)).expect("the last, partial interval");
+    assert!(last.0 == 0 && last.2 < 1.5, "{last:?}");
+    assert_eq!(t.next_line(Duration::from_millis(200)), None, "nothing after it");
+    assert_eq!(sums, summary_want(&[(p1, 7), (p2, 3)]));
+    assert_nothing_left();
+}
+
+#[test]
+fn summary_json_one_object_per_interval_exact_counts() {
+    use serde_json::Value;
+    let _g = serial();
+    let me = pid().to_string();
+    let mut t = Tracer::start_json(&["--summary", "1", "-p", &me]);
+    let p1 = connections(7);
+    thread::sleep(Duration::from_millis(1100)); // over a boundary
+    let p2 = connections(3);
+    let mut objects: Vec<Value> = Vec::new();
+    let mut seen = 0;
+    while seen < 40 {
+        let l = t.next_line(Duration::from_secs(3)).expect("an object every second");
+        let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+        seen += v["events"].as_u64().unwrap();
+        objects.push(v);
+    }
+    let (status, err) = t.stop_here();
+    assert!(status.success(), "{status:?}: {err}");
+    assert_eq!(expected_notes(&err), format!("{BANNER}\n"), "stderr: the banner only");
+    while let Some(l) = t.next_line(Duration::from_secs(2)) {
+        objects.push(serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}")));
+    }
+    let (end, intervals) = objects.split_last().unwrap();
+    assert_eq!(end["type"], "summary", "the exit summary comes last: {end}");
+    assert_eq!(
+        (end["events"].as_u64(), end["connect"].as_u64(), end["lost"].as_u64()),
+        (Some(40), Some(10), Some(0))
+    );
+    assert!(intervals.len() >= 3, "at least two intervals and the partial last: {intervals:?}");
+    let mut sums = std::collections::BTreeMap::new();
+    for v in intervals {
+        assert_eq!(v["type"], "interval", "{v}");
+        assert!(v["time"].as_str().is_some_and(|s| s.ends_with('Z')), "{v}");
+        assert!(v["interval_s"].as_f64().is_some_and(|s| (0.0..2.0).contains(&s)), "{v}");
+        let rows: Vec<(RowKey, u64)> = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let t = match r["type"].as_str().unwrap() {
+                    "connect" => "C",
+                    "accept" => "A",
+                    "close" => "X",
+                    other => panic!("{other}"),
+                };
+                let port = |p: &Value| p.as_u64().map_or("-".to_string(), |n| n.to_string());
+                assert_eq!(r["ip"], 4);
+                let key = (
+                    t.to_string(),
+                    r["pid"].as_u64().unwrap() as u32,
+                    r["comm"].as_str().unwrap().to_string(),
+                    r["raddr"].as_str().unwrap().to_string(),
+                    port(&r["lport"]),
+                    port(&r["rport"]),
+                );
+                (key, r["count"].as_u64().unwrap())
+            })
+            .collect();
+        add_table(&mut sums, &(v["events"].as_u64().unwrap(), v["lost"].as_u64().unwrap(), 0.0, rows));
+    }
+    assert_eq!(sums, summary_want(&[(p1, 7), (p2, 3)]));
+    assert_nothing_left();
+}

@@ -68,6 +68,9 @@ pub struct Args {
     /// probe backend: auto (default: fentry, else tracepoint, else kprobe), fentry, kprobe or tracepoint
     #[argh(option, default = "String::from(\"auto\")")]
     pub backend: String,
+    /// instead of a line per event, every SECONDS a table of the events counted per type, process, remote address and port, busiest first (one JSON object per interval with --json)
+    #[argh(option, arg_name = "seconds")]
+    pub summary: Option<String>,
     /// print what this kernel supports and which backend auto picks, then exit
     #[argh(switch)]
     pub check: bool,
@@ -106,6 +109,18 @@ pub fn config(args: &Args) -> Config {
         {
             if set {
                 die(format!("--json cannot be combined with {flag}: JSON lines carry every field"));
+            }
+        }
+    }
+    if let Some(s) = &args.summary {
+        if let Err(e) = super::summary::parse_seconds(s) {
+            die(format!("--summary: {e}"));
+        }
+        for (set, flag) in
+            [(args.verbose, "-v"), (args.timestamp, "-t"), (args.print_uid, "-U"), (args.wide, "-w")]
+        {
+            if set {
+                die(format!("--summary cannot be combined with {flag}: it prints counts, not lines"));
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod output;
 pub mod printer;
 pub mod signals;
 pub mod start;
+pub mod summary;
 pub mod writer;
 
 /// Say `tcptracer: {msg}` on stderr and exit with status 1.

@@ -4,6 +4,7 @@
 use super::exe::ExeCache;
 use super::json;
 use super::output::{self, Format};
+use super::summary::{self, Summary};
 use super::writer::Writer;
 use std::time::Instant;
 use tcptracer::tracer::event::{Event, Kind};
@@ -31,6 +32,8 @@ pub struct Printer {
     /// The time exe paths are resolved at (set once per drain).
     pub now: Instant,
     pub counts: json::Summary,
+    /// `--summary`: events are counted per interval, not printed.
+    pub summary: Option<Summary>,
 }
 
 impl Printer {
@@ -47,6 +50,7 @@ impl Printer {
             exes: ExeCache::new(),
             now: Instant::now(),
             counts: json::Summary::default(),
+            summary: None,
         }
     }
 
@@ -59,7 +63,13 @@ impl Printer {
         } else {
             self.buf.extend_from_slice(output::BANNER.as_bytes());
             self.buf.push(b'\n');
-            self.buf.extend_from_slice(output::header(&self.fmt).as_bytes());
+            match &self.summary {
+                Some(s) => self.buf.extend_from_slice(summary::mode_line(s.seconds()).as_bytes()),
+                None => {
+                    self.buf.extend_from_slice(output::header(&self.fmt).trim_end_matches('\n').as_bytes())
+                }
+            }
+            self.buf.push(b'\n');
             self.flush();
         }
     }
@@ -67,7 +77,6 @@ impl Printer {
     pub fn event(&mut self, e: &Event) {
         let c = &mut self.counts;
         c.events += 1;
-        self.buf_events += 1;
         match e.kind {
             Some(Kind::Connect) => c.connect += 1,
             Some(Kind::Accept) => c.accept += 1,
@@ -75,6 +84,11 @@ impl Printer {
             Some(Kind::Failed) => c.failed += 1,
             None => {}
         }
+        if let Some(s) = &mut self.summary {
+            s.record(e);
+            return;
+        }
+        self.buf_events += 1;
         let exe = if self.json || self.fmt.exe { self.exes.get(e.pid, self.now) } else { None };
         if self.json {
             json::event(&mut self.buf, e, self.realtime_offset, exe);
@@ -85,6 +99,20 @@ impl Printer {
         if self.buf.len() >= OUT_CHUNK {
             self.flush();
         }
+    }
+
+    /// `--summary`: end the interval under way if it is due (or `last`, at
+    /// exit, whatever it counted) and queue its table.
+    pub fn end_interval(&mut self, now: Instant, last: bool) {
+        let Some(s) = &mut self.summary else { return };
+        if !last && !s.is_due(now) {
+            return;
+        }
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        self.buf_events += s.end(&mut self.buf, self.json, now, unix_ns);
+        self.flush();
     }
 
     /// Hand the buffer to the writer thread.
