@@ -71,6 +71,9 @@ pub struct Args {
     /// print what this kernel supports and which backend auto picks, then exit
     #[argh(switch)]
     pub check: bool,
+    /// add to X rows the bytes the connection sent (acked) and received, in KiB, and its milliseconds since its C or A (TX_KB RX_KB MS, as bcc's tcplife)
+    #[argh(switch, short = 'L')]
+    pub lifetime: bool,
     /// print phase timings, each program's disassembly and verifier log on stderr
     #[argh(switch)]
     pub debug: bool,
@@ -116,7 +119,8 @@ pub fn config(args: &Args) -> Config {
         .backend(backend)
         .failed(args.failed)
         .task_ids(args.json || args.print_uid)
-        .netns_ids(args.json || args.verbose)
+        // (--lifetime: the namespace is part of a connection's key.)
+        .netns_ids(args.json || args.verbose || args.lifetime)
         .debug(args.debug)
         .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"))
         .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"))

@@ -7,6 +7,7 @@ use super::output::{self, Format};
 use super::writer::Writer;
 use std::time::Instant;
 use tcptracer::tracer::event::{Event, Kind};
+use tcptracer::tracer::lifetime::Lifetimes;
 
 /// Output is queued in chunks of this size (and once per drain). A chunk's
 /// buffer is above musl's mmap threshold (128 KiB less 20 bytes): freed, it
@@ -31,6 +32,8 @@ pub struct Printer {
     /// The time exe paths are resolved at (set once per drain).
     pub now: Instant,
     pub counts: json::Summary,
+    /// Connections' C/A stamps, for X's duration (`-L`, `--json`).
+    pub lifetimes: Option<Lifetimes>,
 }
 
 impl Printer {
@@ -47,6 +50,7 @@ impl Printer {
             exes: ExeCache::new(),
             now: Instant::now(),
             counts: json::Summary::default(),
+            lifetimes: (json || fmt.lifetime).then(Lifetimes::default),
         }
     }
 
@@ -65,6 +69,15 @@ impl Printer {
     }
 
     pub fn event(&mut self, e: &Event) {
+        let mut tracked;
+        let e = match &mut self.lifetimes {
+            Some(l) => {
+                tracked = *e;
+                l.track(&mut tracked);
+                &tracked
+            }
+            None => e,
+        };
         let c = &mut self.counts;
         c.events += 1;
         self.buf_events += 1;
