@@ -44,6 +44,7 @@ fn open_output(args: &args::Args, debug: bool) -> Printer {
     }
     let mut fmt = Format::new(args.verbose, args.netns.is_some());
     (fmt.timestamp, fmt.uid, fmt.error, fmt.exe) = (args.timestamp, args.print_uid, args.failed, args.wide);
+    fmt.lifetime = args.lifetime;
     let mut p = Printer::new(fmt, args.json, out);
     if let Some(s) = &args.summary {
         let seconds = cli::summary::parse_seconds(s).unwrap_or_else(|e| die(e));

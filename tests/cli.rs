@@ -80,6 +80,7 @@ fn bad_input_gives_one_line_and_status_1() {
         (&["--summary", "1", "-t"], "--summary cannot be combined with -t"),
         (&["--summary", "1", "-U"], "--summary cannot be combined with -U"),
         (&["--summary", "1", "-w"], "--summary cannot be combined with -w"),
+        (&["--summary", "1", "-L"], "--summary cannot be combined with -L"),
     ];
     let ports: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
     let many: Vec<&str> = ports.iter().flat_map(|p| ["--port", p.as_str()]).collect();

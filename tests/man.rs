@@ -52,6 +52,9 @@ const JSON_KEYS: &[&str] = &[
     "cgroup",
     "error",
     "errno",
+    "duration_ns",
+    "bytes_sent",
+    "bytes_received",
     "events",
     "connect",
     "accept",
@@ -69,7 +72,7 @@ const JSON_KEYS: &[&str] = &[
 /// Every table column header.
 const TABLE_COLUMNS: &[&str] = &[
     "TIME(s)", "TIME(ns)", "UID", "T", "TYPE", "PID", "COMM", "IP", "SADDR", "DADDR", "SPORT", "DPORT",
-    "NETNS", "ERROR", "EXE",
+    "NETNS", "ERROR", "TX_KB", "RX_KB", "MS", "EXE",
 ];
 
 /// The binary under test: `TCPTRACER_BIN`, else cargo's build of this package.

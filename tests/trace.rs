@@ -749,3 +749,114 @@ fn summary_json_one_object_per_interval_exact_counts() {
     assert_eq!(sums, summary_want(&[(p1, 7), (p2, 3)]));
     assert_nothing_left();
 }
+
+/// `-L` and `--json`: each X carries the bytes its connection carried
+/// (exactly: all data acked before either side closes) and its duration
+/// (at least the sleep, at most the span the test measured around it).
+#[test]
+fn lifetime_bytes_and_duration_on_x() {
+    const UP: usize = 1 << 20;
+    const DOWN: usize = 3 << 20;
+    const SLEEP: Duration = Duration::from_millis(300);
+    /// One connection: the client sends UP, the server reads it all and
+    /// sends DOWN, the client reads it all; both sleep, the client closes,
+    /// the server closes at its EOF. Returns the ports and each side's
+    /// span (from before its connect/accept to after its close).
+    fn transfer(ip: &str) -> (u16, u16, Duration, Duration) {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::Builder::new()
+            .name("tt-life-srv".into())
+            .spawn(move || {
+                let t0 = Instant::now();
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = vec![0u8; UP];
+                s.read_exact(&mut buf).unwrap();
+                s.write_all(&vec![7u8; DOWN]).unwrap();
+                thread::sleep(SLEEP);
+                assert_eq!(s.read(&mut buf).unwrap(), 0, "EOF after the client's data");
+                drop(s);
+                t0.elapsed()
+            })
+            .unwrap();
+        let ip = ip.to_string();
+        let client = thread::Builder::new()
+            .name("tt-life-cli".into())
+            .spawn(move || {
+                let t0 = Instant::now();
+                let mut c = TcpStream::connect((ip.as_str(), port)).unwrap();
+                let cport = c.local_addr().unwrap().port();
+                c.write_all(&vec![1u8; UP]).unwrap();
+                let mut buf = vec![0u8; DOWN];
+                c.read_exact(&mut buf).unwrap();
+                thread::sleep(SLEEP);
+                drop(c);
+                (cport, t0.elapsed())
+            })
+            .unwrap();
+        let (cport, cspan) = client.join().unwrap();
+        let sspan = server.join().unwrap();
+        (cport, port, cspan, sspan)
+    }
+    let check_ms = |what: &str, ns: f64, span: Duration| {
+        // The stamps lie within the span measured around them.
+        assert!(ns >= SLEEP.as_nanos() as f64, "{what}: {ns} ns < {SLEEP:?}");
+        assert!(ns <= span.as_nanos() as f64 + 1e6, "{what}: {ns} ns > {span:?}");
+    };
+    let _g = serial();
+    let me = pid().to_string();
+
+    // JSON: exact byte counts, durations in ns.
+    let t = Tracer::start_json(&["-p", &me]);
+    for host in ["127.0.0.1", "::1"] {
+        let (c, s, cspan, sspan) = transfer(host);
+        let got = t.collect(4, GRACE, |l| {
+            l.contains(&format!("\"sport\":{c},")) || l.contains(&format!("\"dport\":{c},"))
+        });
+        let v: Vec<serde_json::Value> = got.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let x = |sport: u16| {
+            v.iter()
+                .find(|v| v["type"] == "close" && v["sport"] == sport)
+                .unwrap_or_else(|| panic!("{got:#?}"))
+        };
+        for (x, sent, received, span) in [(x(c), UP, DOWN, cspan), (x(s), DOWN, UP, sspan)] {
+            assert_eq!((&x["bytes_sent"], &x["bytes_received"]), (&sent.into(), &received.into()), "{x}");
+            check_ms(&x.to_string(), x["duration_ns"].as_u64().unwrap() as f64, span);
+        }
+        for v in v.iter().filter(|v| v["type"] != "close") {
+            assert!(v.get("bytes_sent").is_none() && v.get("duration_ns").is_none(), "{v}");
+        }
+    }
+    let (status, err) = t.stop();
+    assert!(status.success() && err.trim() == BANNER, "{status:?}: {err}");
+
+    // -L: TX_KB RX_KB MS after bcc's columns.
+    let t = Tracer::start(&["-L", "-4", "-p", &me]);
+    assert!(t.header.ends_with("SPORT  DPORT  TX_KB RX_KB MS"), "{}", t.header);
+    let (c, s, cspan, sspan) = transfer("127.0.0.1");
+    let got = t.collect(4, GRACE, |l| ports_match(l, c, s));
+    let ip = "127.0.0.1";
+    let row = |l: &str, want: &str| {
+        let (head, tail) = l.split_at(want.len().min(l.len()));
+        assert_eq!(head.trim_end(), want.trim_end(), "{l}");
+        tail.to_string()
+    };
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(row(&got[0], &line('C', pid(), "tt-life-cli", 4, ip, ip, c, s)), "     -     - -");
+    assert_eq!(row(&got[1], &line('A', pid(), "tt-life-srv", 4, ip, ip, s, c)), "     -     - -");
+    let mut xs = got[2..].to_vec();
+    xs.sort_by_key(|l| !l.contains("tt-life-cli"));
+    for (l, want, kb, span) in [
+        (&xs[0], line('X', pid(), "tt-life-cli", 4, ip, ip, c, s), "  1024  3072 ", cspan),
+        (&xs[1], line('X', pid(), "tt-life-srv", 4, ip, ip, s, c), "  3072  1024 ", sspan),
+    ] {
+        let tail = row(l, &want);
+        let ms = tail.strip_prefix(kb).unwrap_or_else(|| panic!("{l:?}: want {kb:?}"));
+        let (int, frac) = ms.split_once('.').unwrap_or_else(|| panic!("{l:?}"));
+        assert_eq!(frac.len(), 2, "{l:?}: two decimals");
+        assert!(int.bytes().all(|b| b.is_ascii_digit()), "{l:?}");
+        check_ms(l, ms.parse::<f64>().unwrap() * 1e6, span + Duration::from_millis(10));
+    }
+    t.stop_clean();
+}

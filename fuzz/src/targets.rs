@@ -563,7 +563,6 @@ fn format_event(data: &[u8], out: &mut Vec<u8>) {
             .enumerate()
             .map(|(i, &b)| match i {
                 48 if e.kind.is_none() => 9,
-                60..=63 => 0,
                 _ => b,
             })
             .collect::<Vec<u8>>()[..]

@@ -74,6 +74,9 @@ pub struct Args {
     /// print what this kernel supports and which backend auto picks, then exit
     #[argh(switch)]
     pub check: bool,
+    /// add to X rows the bytes the connection sent (acked) and received, in KiB, and its milliseconds since its C or A (TX_KB RX_KB MS, as bcc's tcplife)
+    #[argh(switch, short = 'L')]
+    pub lifetime: bool,
     /// print phase timings, each program's disassembly and verifier log on stderr
     #[argh(switch)]
     pub debug: bool,
@@ -104,9 +107,13 @@ pub fn config(args: &Args) -> Config {
         die("-4 and -6 exclude each other: give one, or neither for both families");
     }
     if args.json {
-        for (set, flag) in
-            [(args.verbose, "-v"), (args.timestamp, "-t"), (args.print_uid, "-U"), (args.wide, "-w")]
-        {
+        for (set, flag) in [
+            (args.verbose, "-v"),
+            (args.timestamp, "-t"),
+            (args.print_uid, "-U"),
+            (args.wide, "-w"),
+            (args.lifetime, "-L"),
+        ] {
             if set {
                 die(format!("--json cannot be combined with {flag}: JSON lines carry every field"));
             }
@@ -116,9 +123,13 @@ pub fn config(args: &Args) -> Config {
         if let Err(e) = super::summary::parse_seconds(s) {
             die(format!("--summary: {e}"));
         }
-        for (set, flag) in
-            [(args.verbose, "-v"), (args.timestamp, "-t"), (args.print_uid, "-U"), (args.wide, "-w")]
-        {
+        for (set, flag) in [
+            (args.verbose, "-v"),
+            (args.timestamp, "-t"),
+            (args.print_uid, "-U"),
+            (args.wide, "-w"),
+            (args.lifetime, "-L"),
+        ] {
             if set {
                 die(format!("--summary cannot be combined with {flag}: it prints counts, not lines"));
             }
@@ -131,7 +142,8 @@ pub fn config(args: &Args) -> Config {
         .backend(backend)
         .failed(args.failed)
         .task_ids(args.json || args.print_uid)
-        .netns_ids(args.json || args.verbose)
+        // (--lifetime: the namespace is part of a connection's key.)
+        .netns_ids(args.json || args.verbose || args.lifetime)
         .debug(args.debug)
         .kprobe_tracefs(std::env::var_os("TCPTRACER_KPROBE_TRACEFS").is_some_and(|v| v == "1"))
         .ringbuf(std::env::var_os("TCPTRACER_RINGBUF").is_some_and(|v| v == "1"))

@@ -72,6 +72,10 @@ pub fn finish(mut tracer: Tracer, mut p: Printer, end: Ended, debug: bool, as_js
             );
         }
     }
+    // -L/--json: connections forgotten with the table full (their X had no duration).
+    if let Some(n) = p.lifetimes.as_ref().map(|l| l.evicted()).filter(|&n| n > 0 || debug) {
+        note!("lifetimes: {n} connections forgotten before their close (table full)");
+    }
     let late = tracer.late();
     let unaccounted = tracer.unaccounted();
     if unaccounted != 0 {

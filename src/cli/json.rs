@@ -9,6 +9,8 @@
 //! ```
 //! Failed connects add `"error":"ECONNREFUSED","errno":111` after `cgroup`
 //! (`"error":null,"errno":0` when the task closed the socket first).
+//! Closes add `"duration_ns":N,"bytes_sent":N,"bytes_received":N` after
+//! `cgroup` (`duration_ns` null when the tracer did not see the C or A).
 
 use super::fmt::{errno_name, push_ipv4, push_ipv6, push_u32, push_u64, rfc3339};
 use tcptracer::tracer::event::{Event, Kind, UNKNOWN_ID};
@@ -123,6 +125,17 @@ pub fn event(out: &mut Vec<u8>, e: &Event, realtime_offset_ns: i64, exe: Option<
         }
         key(out, b"errno");
         push_u32(out, e.error as u32);
+    }
+    if e.kind == Some(Kind::Close) {
+        key(out, b"duration_ns");
+        match e.duration_ns {
+            Some(ns) => push_u64(out, ns),
+            None => out.extend_from_slice(b"null"),
+        }
+        key(out, b"bytes_sent");
+        push_u64(out, e.bytes_sent);
+        key(out, b"bytes_received");
+        push_u64(out, e.bytes_received);
     }
     out.extend_from_slice(b"}\n");
 }
@@ -269,6 +282,9 @@ mod tests {
             saddr,
             daddr,
             sock: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            duration_ns: None,
         }
     }
 
@@ -335,12 +351,41 @@ mod tests {
     }
 
     #[test]
+    fn event_close_carries_its_lifetime() {
+        let mut e = ev(Some(Kind::Close), 4);
+        (e.duration_ns, e.bytes_sent, e.bytes_received) = (Some(300_000_123), 1 << 20, 3 << 20);
+        let want = json!({"type":"close","time":"2026-11-27T05:14:27.123456789Z","mono_ns":123456789,
+            "pid":1234,"tid":1235,"comm":"curl","exe":null,"uid":1000,"gid":1000,"ip":4,
+            "saddr":"127.0.0.1","daddr":"10.0.0.1","sport":55758,"dport":80,"netns":4026531840u32,"cgroup":1234,
+            "duration_ns":300_000_123,"bytes_sent":1048576,"bytes_received":3145728});
+        let s = line(&e, OFFSET, None, want);
+        assert!(
+            s.ends_with(",\"cgroup\":1234,\"duration_ns\":300000123,\"bytes_sent\":1048576,\"bytes_received\":3145728}\n"),
+            "{s}"
+        );
+        e.duration_ns = None;
+        let s = line(&e, OFFSET, None, {
+            let mut v = serde_json::from_str::<Value>(&s).unwrap();
+            v["duration_ns"] = Value::Null;
+            v
+        });
+        assert!(s.contains(",\"duration_ns\":null,"), "{s}");
+        // Other kinds carry none (the bytes are X-only).
+        for k in [Kind::Connect, Kind::Accept, Kind::Failed] {
+            let mut out = Vec::new();
+            event(&mut out, &Event { kind: Some(k), ..e }, OFFSET, None);
+            assert!(!String::from_utf8(out).unwrap().contains("bytes"), "{k:?}");
+        }
+    }
+
+    #[test]
     fn event_unknown_owner_and_kind() {
         let mut e = ev(Some(Kind::Close), 4);
         (e.pid, e.tid, e.uid, e.gid, e.cgroup, e.comm) = (0, 0, UNKNOWN_ID, UNKNOWN_ID, 0, [0; 16]);
         let want = json!({"type":"close","time":"2026-11-27T05:14:27.123456789Z","mono_ns":123456789,
             "pid":0,"tid":0,"comm":"","exe":null,"uid":null,"gid":null,"ip":4,
-            "saddr":"127.0.0.1","daddr":"10.0.0.1","sport":55758,"dport":80,"netns":4026531840u32,"cgroup":0});
+            "saddr":"127.0.0.1","daddr":"10.0.0.1","sport":55758,"dport":80,"netns":4026531840u32,"cgroup":0,
+            "duration_ns":null,"bytes_sent":0,"bytes_received":0});
         let s = line(&e, OFFSET, None, want);
         assert!(s.contains(",\"comm\":\"\",\"exe\":null,\"uid\":null,\"gid\":null,\"ip\":4,"), "{s}");
 
@@ -348,6 +393,9 @@ mod tests {
         let s = line(&e, OFFSET, None, {
             let mut v = serde_json::from_str::<Value>(&s).unwrap();
             v["type"] = json!("unknown");
+            for k in ["duration_ns", "bytes_sent", "bytes_received"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
             v
         });
         assert!(s.starts_with("{\"type\":\"unknown\",\"time\":"), "{s}");

@@ -11,6 +11,10 @@
 //! prefixes bcc's TIME(s) `%-9.3f` (TIME(ns) `%-14d` with `-v`), seconds
 //! since the first event; `-U` then a `%-6d ` UID column (libbpf-tools);
 //! `--failed` appends ` %-12s` ERROR; `-w` appends ` EXE`.
+//!
+//! `-L`/`--lifetime` appends bcc tcplife's ` %5s %5s %s` TX_KB RX_KB MS
+//! (before EXE): on X rows ` %5d %5d %.2f` (bytes / 1024, ms since the C or
+//! A; `-` when the tracer did not see it start), `-` on the other rows.
 
 use super::fmt::{errno_name, push_ipv4, push_ipv6, push_prefix, push_spaces, push_u32};
 use tcptracer::tracer::event::{Event, Kind, UNKNOWN_ID};
@@ -28,6 +32,8 @@ pub struct Format {
     pub error: bool,
     /// EXE column (`-w`).
     pub exe: bool,
+    /// TX_KB RX_KB MS columns (`-L`).
+    pub lifetime: bool,
 }
 
 impl Format {
@@ -63,6 +69,9 @@ pub fn header(f: &Format) -> String {
     }
     if f.error {
         s.push_str(&format!(" {:<12}", "ERROR"));
+    }
+    if f.lifetime {
+        s.push_str(&format!(" {:>5} {:>5} {}", "TX_KB", "RX_KB", "MS"));
     }
     if f.exe {
         s.push_str(" EXE");
@@ -151,11 +160,31 @@ pub fn row(out: &mut Vec<u8>, f: &Format, e: &Event, since_first: u64, exe: Opti
         }
         pad_to(out, start, 12);
     }
+    if f.lifetime {
+        lifetime(out, e);
+    }
     if f.exe {
         out.push(b' ');
         out.extend_from_slice(exe.unwrap_or(b"-"));
     }
     out.push(b'\n');
+}
+
+/// ` TX_KB RX_KB MS` (`%5d %5d %.2f`) of an X, dashes on other rows.
+fn lifetime(out: &mut Vec<u8>, e: &Event) {
+    use std::io::Write;
+    if e.kind != Some(Kind::Close) {
+        out.extend_from_slice(b"     -     - -");
+        return;
+    }
+    let _ = write!(out, " {:>5} {:>5} ", e.bytes_sent / 1024, e.bytes_received / 1024);
+    match e.duration_ns {
+        // (ns / 1e6 in f64: exact to 2 decimals below 2^53 ns, 104 days.)
+        Some(ns) => {
+            let _ = write!(out, "{:.2}", ns as f64 / 1e6);
+        }
+        None => out.push(b'-'),
+    }
 }
 
 /// A NUL-padded 16-byte field of a short word.
@@ -213,6 +242,9 @@ mod tests {
             saddr: sa,
             daddr: da,
             sock: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            duration_ns: None,
         }
     }
 
@@ -269,6 +301,43 @@ mod tests {
             line(Format::new(true, false), &u),
             "unknown      4194304 0123456789abcdef 4  1.2.3.4          5.6.7.8          59306  23     1       \n"
         );
+    }
+
+    #[test]
+    fn lifetime_columns_like_tcplife() {
+        let f = Format { lifetime: true, ..Format::new(false, false) };
+        assert_eq!(
+            header(&f),
+            "T  PID    COMM             IP SADDR            DADDR            SPORT  DPORT  TX_KB RX_KB MS\n"
+        );
+        let c = ev(Some(Kind::Connect), 4, b"curl", &[127, 0, 0, 1], &[127, 0, 0, 1]);
+        assert_eq!(
+            line(f, &c),
+            "C  28943  curl             4  127.0.0.1        127.0.0.1        59306  23         -     - -\n"
+        );
+        let mut x = Event { kind: Some(Kind::Close), ..c };
+        (x.bytes_sent, x.bytes_received, x.duration_ns) = (1 << 20, (3 << 20) + 1023, Some(300_123_456));
+        assert_eq!(
+            line(f, &x),
+            "X  28943  curl             4  127.0.0.1        127.0.0.1        59306  23      1024  3072 300.12\n"
+        );
+        (x.bytes_sent, x.bytes_received, x.duration_ns) = (1023, 123_456_789_012, None);
+        let f = Format { exe: true, error: true, ..f };
+        assert!(header(&f).ends_with(" ERROR        TX_KB RX_KB MS EXE\n"), "{}", header(&f));
+        let mut v = Vec::new();
+        row(&mut v, &f, &x, 0, Some(b"/bin/curl"));
+        assert!(
+            String::from_utf8(v).unwrap().ends_with("23     -                0 120563270 - /bin/curl\n"),
+            "wider counts push on, unknown duration is -"
+        );
+        x.duration_ns = Some(5);
+        assert!(line(Format { lifetime: true, ..Format::new(true, true) }, &x).ends_with(" 120563270 0.00\n"));
+        // Off: bcc's row, byte for byte.
+        assert_eq!(
+            line(Format::new(false, false), &x),
+            line(Format::new(false, false), &Event { bytes_sent: 0, ..x })
+        );
+        assert!(line(Format::new(false, false), &x).ends_with("59306  23    \n"));
     }
 
     #[test]

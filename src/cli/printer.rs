@@ -8,6 +8,7 @@ use super::summary::{self, Summary};
 use super::writer::Writer;
 use std::time::Instant;
 use tcptracer::tracer::event::{Event, Kind};
+use tcptracer::tracer::lifetime::Lifetimes;
 
 /// Output is queued in chunks of this size (and once per drain). A chunk's
 /// buffer is above musl's mmap threshold (128 KiB less 20 bytes): freed, it
@@ -34,6 +35,8 @@ pub struct Printer {
     pub counts: json::Summary,
     /// `--summary`: events are counted per interval, not printed.
     pub summary: Option<Summary>,
+    /// Connections' C/A stamps, for X's duration (`-L`, `--json`).
+    pub lifetimes: Option<Lifetimes>,
 }
 
 impl Printer {
@@ -51,6 +54,7 @@ impl Printer {
             now: Instant::now(),
             counts: json::Summary::default(),
             summary: None,
+            lifetimes: (json || fmt.lifetime).then(Lifetimes::default),
         }
     }
 
@@ -75,6 +79,15 @@ impl Printer {
     }
 
     pub fn event(&mut self, e: &Event) {
+        let mut tracked;
+        let e = match &mut self.lifetimes {
+            Some(l) => {
+                tracked = *e;
+                l.track(&mut tracked);
+                &tracked
+            }
+            None => e,
+        };
         let c = &mut self.counts;
         c.events += 1;
         match e.kind {

@@ -344,6 +344,9 @@ mod tests {
             saddr,
             daddr,
             sock: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            duration_ns: None,
         }
     }
 

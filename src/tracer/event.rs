@@ -5,7 +5,7 @@
 
 use std::mem::{offset_of, size_of};
 
-/// The record as the programs write it: 104 bytes, the kernel's byte order
+/// The record as the programs write it: 112 bytes, the kernel's byte order
 /// (little-endian: x86_64).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,14 +35,22 @@ pub struct RawEvent {
     pub error: u16,
     /// Inode number of the socket's network namespace.
     pub netns: u32,
-    /// Zero.
-    pub pad: u32,
+    /// Bits 32..48 of the bytes sent (acked) and received: see `sent_lo`.
+    pub sent_hi: u16,
+    pub received_hi: u16,
     /// IPv4 in the first 4 bytes.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     /// The socket's inode number (`socket:[N]` in /proc/PID/fd), where the
     /// program read it, else 0.
     pub sock: u64,
+    /// Bits 0..32 of the bytes sent (`tcp_sock.bytes_acked`) and received
+    /// (`tcp_sock.bytes_received`) at an X, else 0. 48 bits each (256 TiB,
+    /// saturated above): bits 32..48 in `sent_hi`/`received_hi` (where a
+    /// pad was), so that a slot (commit word, event, clock) stays 128
+    /// bytes, two cache lines (`transport::slots`).
+    pub sent_lo: u32,
+    pub received_lo: u32,
 }
 
 pub const EVENT_SIZE: usize = size_of::<RawEvent>();
@@ -51,7 +59,7 @@ pub const EVENT_SIZE: usize = size_of::<RawEvent>();
 // that it has no padding (every byte is a field, so any bytes are a valid
 // `RawEvent` and a `RawEvent` is all initialised bytes).
 const _: () = {
-    assert!(EVENT_SIZE == 104);
+    assert!(EVENT_SIZE == 112);
     assert!(offset_of!(RawEvent, ts_ns) == 0);
     assert!(offset_of!(RawEvent, tid) == 8);
     assert!(offset_of!(RawEvent, pid) == 12);
@@ -65,10 +73,13 @@ const _: () = {
     assert!(offset_of!(RawEvent, dport) == 52);
     assert!(offset_of!(RawEvent, error) == 54);
     assert!(offset_of!(RawEvent, netns) == 56);
-    assert!(offset_of!(RawEvent, pad) == 60);
+    assert!(offset_of!(RawEvent, sent_hi) == 60);
+    assert!(offset_of!(RawEvent, received_hi) == 62);
     assert!(offset_of!(RawEvent, saddr) == 64);
     assert!(offset_of!(RawEvent, daddr) == 80);
     assert!(offset_of!(RawEvent, sock) == 96);
+    assert!(offset_of!(RawEvent, sent_lo) == 104);
+    assert!(offset_of!(RawEvent, received_lo) == 108);
 };
 
 impl RawEvent {
@@ -76,12 +87,12 @@ impl RawEvent {
     pub fn from_bytes(b: &[u8]) -> Option<RawEvent> {
         let b: [u8; EVENT_SIZE] = b.get(..EVENT_SIZE)?.try_into().ok()?;
         // SAFETY: every field is an integer or a byte array and there is no
-        // padding (checked above): any 104 bytes are a valid RawEvent.
+        // padding (checked above): any 112 bytes are a valid RawEvent.
         Some(unsafe { std::mem::transmute::<[u8; EVENT_SIZE], RawEvent>(b) })
     }
 
     pub fn to_bytes(self) -> [u8; EVENT_SIZE] {
-        // SAFETY: no padding (checked above): all 104 bytes are initialised.
+        // SAFETY: no padding (checked above): all 112 bytes are initialised.
         unsafe { std::mem::transmute::<RawEvent, [u8; EVENT_SIZE]>(self) }
     }
 }
@@ -112,7 +123,15 @@ pub mod off {
     pub const SADDR: i16 = offset_of!(RawEvent, saddr) as i16;
     pub const DADDR: i16 = offset_of!(RawEvent, daddr) as i16;
     pub const SOCK: i16 = offset_of!(RawEvent, sock) as i16;
+    pub const SENT_HI: i16 = offset_of!(RawEvent, sent_hi) as i16;
+    pub const RECEIVED_HI: i16 = offset_of!(RawEvent, received_hi) as i16;
+    pub const SENT_LO: i16 = offset_of!(RawEvent, sent_lo) as i16;
+    pub const RECEIVED_LO: i16 = offset_of!(RawEvent, received_lo) as i16;
 }
+
+/// The largest byte count an event carries (48 bits): larger ones are
+/// saturated to it.
+pub const MAX_BYTES: u64 = (1 << 48) - 1;
 
 /// uid/gid of an event whose task is unknown.
 pub const UNKNOWN_ID: u32 = u32::MAX;
@@ -175,6 +194,18 @@ pub struct Event {
     /// the program read it (an A always; C, X and F when the owner was
     /// looked up), else 0.
     pub sock: u64,
+    /// X only (0 on the others): the bytes the connection sent that the
+    /// peer acked (`tcp_sock.bytes_acked`) and the bytes it received
+    /// (`tcp_sock.bytes_received`), read at the X (the first closing move),
+    /// without the peer's FIN. The kernel counts the SYN of a connect as
+    /// one byte acked: [`Lifetimes`](super::lifetime::Lifetimes) takes it
+    /// off for connections it saw connect. At most [`MAX_BYTES`].
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// X only: ns since the connection's C or A, when
+    /// [`Lifetimes`](super::lifetime::Lifetimes) saw it (`None` from the
+    /// decoder).
+    pub duration_ns: Option<u64>,
 }
 
 impl Event {
@@ -201,6 +232,9 @@ impl Event {
             saddr: r.saddr,
             daddr: r.daddr,
             sock: r.sock,
+            bytes_sent: u64::from(r.sent_lo) | u64::from(r.sent_hi) << 32,
+            bytes_received: u64::from(r.received_lo) | u64::from(r.received_hi) << 32,
+            duration_ns: None,
         })
     }
 
@@ -251,10 +285,13 @@ pub fn encode(e: &Event) -> [u8; EVENT_SIZE] {
         dport: e.dport.to_be(),
         error: e.error,
         netns: e.netns,
-        pad: 0,
+        sent_hi: (e.bytes_sent.min(MAX_BYTES) >> 32) as u16,
+        received_hi: (e.bytes_received.min(MAX_BYTES) >> 32) as u16,
         saddr: e.saddr,
         daddr: e.daddr,
         sock: e.sock,
+        sent_lo: e.bytes_sent.min(MAX_BYTES) as u32,
+        received_lo: e.bytes_received.min(MAX_BYTES) as u32,
     }
     .to_bytes()
 }
@@ -265,7 +302,7 @@ mod tests {
 
     #[test]
     fn decode_golden_bytes() {
-        let mut b = [0u8; 112]; // perf pads samples: extra bytes are ignored
+        let mut b = [0u8; 120]; // perf pads samples: extra bytes are ignored
         b[0] = 0x10; // ts
         b[8..12].copy_from_slice(&1240u32.to_le_bytes());
         b[12..16].copy_from_slice(&1234u32.to_le_bytes());
@@ -282,6 +319,10 @@ mod tests {
         b[64..68].copy_from_slice(&[127, 0, 0, 1]);
         b[80..84].copy_from_slice(&[10, 1, 2, 3]);
         b[96..104].copy_from_slice(&987654u64.to_le_bytes());
+        b[60..62].copy_from_slice(&0x1234u16.to_le_bytes()); // bytes sent, bits 32..48
+        b[62..64].copy_from_slice(&0xffffu16.to_le_bytes());
+        b[104..108].copy_from_slice(&0x89ab_cdefu32.to_le_bytes());
+        b[108..112].copy_from_slice(&1048577u32.to_le_bytes());
         let e = Event::decode(&b).unwrap();
         assert_eq!(e.ts_ns, 0x10);
         assert_eq!((e.pid, e.tid, e.uid, e.gid, e.cgroup), (1234, 1240, 1000, 100, 0x1234_5678));
@@ -291,13 +332,19 @@ mod tests {
         assert_eq!(e.saddr().to_string(), "127.0.0.1");
         assert_eq!(e.daddr().to_string(), "10.1.2.3");
         assert_eq!(e.sock, 987654);
-        assert_eq!(encode(&e)[..], b[..104]);
+        assert_eq!((e.bytes_sent, e.bytes_received), (0x1234_89ab_cdef, 0xffff_0010_0001));
+        assert_eq!(e.duration_ns, None);
+        assert_eq!(encode(&e)[..], b[..112]);
+        // Counts above 48 bits saturate.
+        let big = Event { bytes_sent: u64::MAX, bytes_received: 1 << 48, ..e };
+        let d = Event::decode(&encode(&big)).unwrap();
+        assert_eq!((d.bytes_sent, d.bytes_received), (MAX_BYTES, MAX_BYTES));
     }
 
     #[test]
     fn decode_rejects_short_and_bad_family() {
-        assert!(Event::decode(&[0u8; 103]).is_none());
-        let mut b = [0u8; 104];
+        assert!(Event::decode(&[0u8; 111]).is_none());
+        let mut b = [0u8; 112];
         b[49] = 5;
         assert!(Event::decode(&b).is_none());
         b[49] = 6;
@@ -312,6 +359,7 @@ mod tests {
         assert_eq!(off::KIND - off::TASK, 40, "task block = conns value size");
         assert_eq!((off::TID, off::PID, off::UID, off::CGROUP, off::COMM), (8, 12, 16, 24, 32));
         assert_eq!((off::IP, off::SPORT, off::DPORT, off::ERROR, off::NETNS), (49, 50, 52, 54, 56));
-        assert_eq!((off::SADDR, off::DADDR, off::SOCK, EVENT_SIZE), (64, 80, 96, 104));
+        assert_eq!((off::SADDR, off::DADDR, off::SOCK, EVENT_SIZE), (64, 80, 96, 112));
+        assert_eq!((off::SENT_HI, off::RECEIVED_HI, off::SENT_LO, off::RECEIVED_LO), (60, 62, 104, 108));
     }
 }

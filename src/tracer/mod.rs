@@ -12,6 +12,7 @@ pub mod event;
 pub mod features;
 mod handle;
 pub mod io;
+pub mod lifetime;
 pub mod offsets;
 pub mod order;
 pub mod probes;

@@ -70,6 +70,10 @@ pub struct SockOffsets {
     /// The socket inode's `i_ino`, from the `struct socket` (which
     /// `struct socket_alloc` places before its inode): the socket's identity.
     pub socket_ino: u32,
+    /// `tcp_sock.bytes_acked` and `tcp_sock.bytes_received` (u64; the
+    /// `struct sock` of a TCP socket is its `struct tcp_sock`).
+    pub bytes_acked: u32,
+    pub bytes_received: u32,
 }
 
 /// The chain current task → fd table → file → socket → sock.
@@ -131,6 +135,8 @@ impl SockOffsets {
             sk_socket: plain(btf, "sock.sk_socket", &[8])?,
             sk_err: plain(btf, "sock.sk_err", &[4])?,
             socket_ino: socket_ino(btf)?,
+            bytes_acked: plain(btf, "tcp_sock.bytes_acked", &[8])?,
+            bytes_received: plain(btf, "tcp_sock.bytes_received", &[8])?,
         })
     }
 

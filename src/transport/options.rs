@@ -35,7 +35,7 @@ mod tests {
     #[test]
     fn the_reader_is_woken_at_an_eighth_of_the_ring_unless_told() {
         let mut o =
-            Options { ring_pages: 512, watermark: 0, ringbuf: false, perf_rings: false, event_size: 104 };
+            Options { ring_pages: 512, watermark: 0, ringbuf: false, perf_rings: false, event_size: 112 };
         assert_eq!(o.watermark(1 << 20), 1 << 17);
         assert_eq!(o.watermark(1), 1, "at least one byte");
         o.watermark = 4096;

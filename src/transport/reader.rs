@@ -227,7 +227,7 @@ mod tests {
             watermark: 0,
             ringbuf,
             perf_rings,
-            event_size: 104,
+            event_size: 112,
         };
         assert_eq!(first(&o(false, false), Arch::X86_64), First::Slots);
         assert_eq!(first(&o(false, false), Arch::Aarch64), First::RingBuf);

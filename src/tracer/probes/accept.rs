@@ -3,7 +3,7 @@
 //! also reports an `accept()` that was already blocked when tracing started,
 //! and has no kretprobe `maxactive` limit.
 
-use super::fill::{fill_event, set_kind, Sport, Tail, KIND_ACCEPT, KIND_CLOSE};
+use super::fill::{fill_event, read_bytes, set_kind, Sport, Tail, KIND_ACCEPT, KIND_CLOSE};
 use super::filters::pid_filter;
 use super::frame::{exit0, CONN_OPEN, CTX, EV, FLAG, IDENT, KEY, KIND, OPEN, SK, TASK_SIZE, TMP, TMP16, VAL};
 use super::kernel::CLOSE;
@@ -98,6 +98,7 @@ pub fn accept_program(
     conns_call(&mut a, maps, Helper::MapDeleteElem);
     a.bind(x);
     set_kind(&mut a, KIND_CLOSE);
+    read_bytes(&mut a, so, None);
     output(&mut a, maps);
     a.bind(out);
     exit0(&mut a);

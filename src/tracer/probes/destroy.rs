@@ -12,7 +12,7 @@
 //! whose X and destroy runs were both skipped, at this address, with the
 //! same remote port). The entry goes in any case.
 
-use super::fill::{fill_event, Sport, Tail, KIND_CLOSE};
+use super::fill::{fill_event, read_bytes, Sport, Tail, KIND_CLOSE};
 use super::frame::{exit0, CONN_IDENT, CONN_OPEN, CTX, FLAG, IDENT, KIND, OPEN, SK};
 use super::kernel::CLOSE;
 use super::maps::MapFds;
@@ -67,6 +67,8 @@ pub fn destroy_program(
     let acc = sock_access(&mut a, so, mem, out);
     let tail = Tail { acc, sport: Sport::NumUnlessClose(PORT), task_filters: true };
     fill_event(&mut a, so, tail, f, maps, out);
+    // (Late: the bytes now, which may count a FIN each way.)
+    read_bytes(&mut a, so, None);
     output(&mut a, maps);
     a.bind(out);
     exit0(&mut a);

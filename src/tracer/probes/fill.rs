@@ -7,7 +7,7 @@ use super::maps::MapFds;
 use super::output::count;
 use super::read::{probe_read, read_sk, Access};
 use super::stats::STAT_NO_PORT;
-use crate::asm::{Asm, Jmp, Label, Reg, Size};
+use crate::asm::{Alu, Asm, Jmp, Label, Reg, Size};
 use crate::tracer::config::Filters;
 use crate::tracer::event::{off, Kind, KIND_PENDING};
 use crate::tracer::offsets::{Field, SockOffsets};
@@ -50,6 +50,8 @@ pub(super) fn fill_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters,
     for o in (off::KIND..off::SOCK).step_by(8) {
         a.st(Size::DW, Reg::R10, EV + o, 0);
     }
+    const _: () = assert!(off::RECEIVED_LO == off::SENT_LO + 4);
+    a.st(Size::DW, Reg::R10, EV + off::SENT_LO, 0);
     a.ldx(Size::DW, Reg::R1, Reg::R10, IDENT);
     a.stx(Size::DW, Reg::R10, EV + off::SOCK, Reg::R1);
     a.stx(Size::B, Reg::R10, EV + off::KIND, KIND);
@@ -139,6 +141,41 @@ pub(super) fn fill_event(a: &mut Asm, so: &SockOffsets, tail: Tail, f: &Filters,
     count(a, maps, STAT_NO_PORT);
     a.ja(out);
     a.bind(done);
+}
+
+/// The bytes an X's connection carried, into the event (filled, so zero
+/// there): `tcp_sock.bytes_acked` and `bytes_received`, less one when the
+/// u32 at r10 + `fin_in` is 1 (the peer's FIN, which the kernel counts).
+/// Read with probe_read_kernel in every backend: the fields lie beyond
+/// `struct sock`, where a BTF pointer's direct load may not go. A count
+/// that cannot be read stays 0. Clobbers r0–r5.
+pub(super) fn read_bytes(a: &mut Asm, so: &SockOffsets, fin_in: Option<i16>) {
+    for (field, lo, hi) in [
+        (so.bytes_acked, off::SENT_LO, off::SENT_HI),
+        (so.bytes_received, off::RECEIVED_LO, off::RECEIVED_HI),
+    ] {
+        let (skip, fits) = (a.label(), a.label());
+        probe_read(a, TMP, 8, SK, field, skip);
+        a.ldx(Size::DW, Reg::R1, Reg::R10, TMP);
+        if let (Some(fin), true) = (fin_in, lo == off::RECEIVED_LO) {
+            let kept = a.label();
+            a.ldx(Size::W, Reg::R2, Reg::R10, fin);
+            a.jmp_imm(Jmp::Eq, Reg::R2, 0, kept);
+            a.jmp_imm(Jmp::Eq, Reg::R1, 0, kept);
+            a.alu64_imm(Alu::Sub, Reg::R1, 1);
+            a.bind(kept);
+        }
+        // 48 bits: bits 0..32 at `lo`, 32..48 at `hi`; more saturates.
+        a.mov64_reg(Reg::R2, Reg::R1);
+        a.alu64_imm(Alu::Rsh, Reg::R2, 48);
+        a.jmp_imm(Jmp::Eq, Reg::R2, 0, fits);
+        a.mov64_imm(Reg::R1, -1);
+        a.bind(fits);
+        a.stx(Size::W, Reg::R10, EV + lo, Reg::R1);
+        a.alu64_imm(Alu::Rsh, Reg::R1, 32);
+        a.stx(Size::H, Reg::R10, EV + hi, Reg::R1);
+        a.bind(skip);
+    }
 }
 
 /// Set the event's kind byte.

@@ -51,7 +51,10 @@ pub(crate) const FLIGHT: i16 = IDENT - 8;
 pub(crate) const FLAG: i16 = FLIGHT - 8;
 /// u64: the clock before a slot is reserved (`output`).
 pub(crate) const PRE: i16 = FLAG - 8;
-const _: () = assert!(PRE >= -512);
+/// u32: state program, 1 when the X's connection had the peer's FIN (it
+/// closes from CLOSE_WAIT): `bytes_received` counts it, the event does not.
+pub(crate) const FIN_IN: i16 = PRE - 8;
+const _: () = assert!(FIN_IN >= -512);
 const _: () = assert!(TMP16 >= CHUNK - MAX_CHUNK as i16);
 
 /// `reg = r10 + off`

@@ -1,9 +1,9 @@
 //! The state-change program: C on SYN_SENT→ESTABLISHED, X on the first
 //! closing move; with the tracepoint hook also the start of a connect.
 
-use super::fill::{fill_event, Sport, Tail, KIND_CLOSE, KIND_CONNECT, KIND_FAILED};
+use super::fill::{fill_event, read_bytes, Sport, Tail, KIND_CLOSE, KIND_CONNECT, KIND_FAILED};
 use super::filters::{pid_filter, task_filters};
-use super::frame::{exit0, CONN_OPEN, CTX, FLAG, IDENT, KIND, OPEN, SK, TMP, VAL};
+use super::frame::{exit0, CONN_OPEN, CTX, FIN_IN, FLAG, IDENT, KIND, OPEN, SK, TMP, VAL};
 use super::kernel::{CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT1, LAST_ACK, SYN_RECV, SYN_SENT};
 use super::maps::MapFds;
 use super::output::output;
@@ -95,6 +95,7 @@ pub fn state_program(
         [(); 9].map(|_| a.label());
     prologue(&mut a, so, hook, out);
     a.st(Size::W, Reg::R10, FLAG, 0);
+    a.st(Size::W, Reg::R10, FIN_IN, 0);
     if hook == StateHook::TpBtf {
         a.jmp32_imm(Jmp::Eq, NEW, SYN_SENT, syn_sent);
     }
@@ -160,6 +161,10 @@ pub fn state_program(
     // task holding the lock, that task; else the owner.
     a.bind(first_close);
     check_tcp(&mut a, so, mem, out);
+    let fin_done = a.label();
+    a.jmp32_imm(Jmp::Ne, OLD, CLOSE_WAIT, fin_done);
+    a.st(Size::W, Reg::R10, FIN_IN, 1);
+    a.bind(fin_done);
     a.mov64_imm(KIND, KIND_CLOSE);
     by_lock(
         &mut a,
@@ -242,6 +247,11 @@ pub fn state_program(
     // new state); the function-entry hooks run before it.
     let sport = if hook == StateHook::TpBtf { Sport::NumUnlessClose(NEW) } else { Sport::Num };
     fill_event(&mut a, so, Tail { acc, sport, task_filters: false }, f, maps, out);
+    // An X carries the bytes its connection carried.
+    let no_bytes = a.label();
+    a.jmp_imm(Jmp::Ne, KIND, KIND_CLOSE, no_bytes);
+    read_bytes(&mut a, so, Some(FIN_IN));
+    a.bind(no_bytes);
     a.ldx(Size::W, Reg::R1, Reg::R10, FLAG);
     a.jmp_imm(Jmp::Eq, Reg::R1, 0, emit);
     defer(&mut a, f, maps, emit, out);

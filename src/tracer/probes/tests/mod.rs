@@ -29,6 +29,8 @@ pub fn offsets() -> SockOffsets {
         sk_socket: 272,
         sk_err: 280,
         socket_ino: 192,
+        bytes_acked: 1576,
+        bytes_received: 1488,
     }
 }
 
@@ -70,7 +72,7 @@ pub const MAPS: MapFds = MapFds {
     stats: 8,
 };
 pub const RB_MAPS: MapFds = MapFds {
-    transport: TransportMaps::RingBuf(RingMaps { events: 5, wake_at: 1 << 20, wake_below: (1 << 20) + 112 }),
+    transport: TransportMaps::RingBuf(RingMaps { events: 5, wake_at: 1 << 20, wake_below: (1 << 20) + 120 }),
     ..MAPS
 };
 pub const SLOT_MAPS: MapFds = MapFds {

@@ -95,14 +95,14 @@ fn ring_buffer_output_wakes_only_around_the_watermark() {
         assert!(!text.contains("bpf_perf_event_output"), "{text}");
         let l = lines(&text);
         let query = in_order(&l, 0, &["call bpf_ringbuf_query*"])[0];
-        // NO_WAKEUP unless 1 MiB - 112 <= queued < 1 MiB + 112, then FORCE_WAKEUP.
+        // NO_WAKEUP unless 1 MiB - 120 <= queued < 1 MiB + 120, then FORCE_WAKEUP.
         let at = in_order(
             &l,
             query,
             &[
                 "r5 = 1",
-                "if r0 < 0xfff90 goto*",
-                "if r0 >= 0x100070 goto*",
+                "if r0 < 0xfff88 goto*",
+                "if r0 >= 0x100078 goto*",
                 "r5 = 2",
                 "r4 = r5",
                 "call bpf_ringbuf_output#130",
@@ -161,7 +161,7 @@ fn slot_output_reserves_then_stamps_copies_and_commits_last() {
             let lookup = next_call(after, next_call(after, 0));
             assert_eq!(after[lookup], "call bpf_map_lookup_elem#1", "{after:?}");
             in_order(&after[..lookup], 0, &["call bpf_get_smp_processor_id#8", "r0 <<= 10", "r1 &= 1023"]);
-            // The 104-byte event after the commit word, then the commit (position + 1) last.
+            // The 112-byte event after the commit word, then the commit (position + 1) last.
             let body: Vec<usize> = (1..=EVENT_SIZE / 8)
                 .map(|k| after.iter().position(|x| *x == format!("*(u64 *)(r0 +{}) = r1", 8 * k)).unwrap())
                 .collect();
