@@ -829,7 +829,7 @@ fn lifetime_bytes_and_duration_on_x() {
         }
     }
     let (status, err) = t.stop();
-    assert!(status.success() && err.trim() == BANNER, "{status:?}: {err}");
+    assert!(status.success() && expected_notes(&err).trim() == BANNER, "{status:?}: {err}");
 
     // -L: TX_KB RX_KB MS after bcc's columns.
     let t = Tracer::start(&["-L", "-4", "-p", &me]);
