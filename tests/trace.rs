@@ -64,8 +64,14 @@ fn perf_rings_carry_the_same_lines() {
 #[test]
 fn slot_rings_are_the_default_where_the_kernel_has_cmpxchg() {
     // 5.12+: reserve with cmpxchg, write the slot, commit; else perf rings.
+    // arm64 never runs them (their plain-store commit needs x86's store
+    // order): the ring buffer is its default.
+    let arch = tcptracer::asm::Arch::HOST;
     if tcptracer::tracer::features::slot_rings() {
         same_lines_through(None, "atomic64_cmpxchg", "bpf_perf_event_output");
+    } else if tcptracer::transport::slot_rings_arch_refusal(arch).is_some() {
+        assert_eq!(arch, tcptracer::asm::Arch::Aarch64);
+        same_lines_through(None, "call bpf_ringbuf_output#130", "atomic64_cmpxchg");
     } else {
         assert!(common::kernel_version() < (5, 12), "{:?}", common::kernel_version());
         same_lines_through(None, "call bpf_perf_event_output#25", "atomic64_cmpxchg");
@@ -348,9 +354,9 @@ fn lo_up() {
         for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
             *d = *s as libc::c_char;
         }
-        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr), 0);
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut ifr), 0);
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &mut ifr), 0);
         libc::close(fd);
     }
 }

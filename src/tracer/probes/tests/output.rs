@@ -55,8 +55,17 @@ fn output_failures_are_counted() {
 
 #[test]
 fn every_output_is_counted_in_flight_from_stamp_to_commit() {
-    let inc = format!("lock *(u64 *)(r0 +{}) += r1", STAT_IN_FLIGHT * 8);
-    let dec = format!("lock *(u64 *)(r1 +{}) += r2", STAT_IN_FLIGHT * 8);
+    // Fully ordered adds (transport::emit::ordered_add): arm64's is the fetching one.
+    let (inc, dec) = match crate::asm::Arch::HOST {
+        crate::asm::Arch::X86_64 => (
+            format!("lock *(u64 *)(r0 +{}) += r1", STAT_IN_FLIGHT * 8),
+            format!("lock *(u64 *)(r1 +{}) += r2", STAT_IN_FLIGHT * 8),
+        ),
+        crate::asm::Arch::Aarch64 => (
+            format!("r1 = atomic64_fetch_add((u64 *)(r0 +{}), r1)", STAT_IN_FLIGHT * 8),
+            format!("r2 = atomic64_fetch_add((u64 *)(r1 +{}), r2)", STAT_IN_FLIGHT * 8),
+        ),
+    };
     let keep = format!("*(u64 *)(r10 {FLIGHT}) = r0");
     let kept = format!("r1 = *(u64 *)(r10 {FLIGHT})");
     for maps in [MAPS, RB_MAPS] {
