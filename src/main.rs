@@ -61,7 +61,11 @@ fn run(tracer: &mut Tracer, p: &mut Printer) -> Ended {
     let mut dropped_told = 0u64;
     let mut bad_told = 0u64;
     let mut dropped_counted = 0u64;
-    let mut kernel = tracer.kernel_losses();
+    // From zero, not from a first reading: the counters are the tracer's
+    // own (new maps, programs and probes), and losses counted between the
+    // attach and a first reading here (the banner is out by then) must be
+    // reported live too, not only in the exit summary.
+    let mut kernel = KernelLosses::default();
     let mut last_check = Instant::now();
     // The rings wake us at their watermark; below it we poll: every 10 ms
     // while events flow, backing off to 100 ms when idle, so a trickle is

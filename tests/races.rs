@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 /// /proc/cpuinfo; arm64 `virt` guests do not, their device tree does
 /// ("linux,dummy-virt").
 fn rounds(host: usize) -> usize {
-    let has = |f: &str, s: &str| std::fs::read(f).is_ok_and(|b| b.windows(s.len()).any(|w| w == s.as_bytes()));
-    let emulated = has("/proc/cpuinfo", "QEMU") || has("/sys/firmware/devicetree/base/compatible", "linux,dummy-virt");
+    let has =
+        |f: &str, s: &str| std::fs::read(f).is_ok_and(|b| b.windows(s.len()).any(|w| w == s.as_bytes()));
+    let emulated =
+        has("/proc/cpuinfo", "QEMU") || has("/sys/firmware/devicetree/base/compatible", "linux,dummy-virt");
     if emulated {
         host / 10
     } else {
@@ -529,7 +531,9 @@ fn a_full_owner_map_reports_every_untracked_socket() {
     // a slow emulated CPU the 64 may be split over two checks.
     let reported: u64 = err
         .lines()
-        .filter_map(|l| l.strip_prefix("Possibly lost ")?.strip_suffix(" sockets untracked: map update failed"))
+        .filter_map(|l| {
+            l.strip_prefix("Possibly lost ")?.strip_suffix(" sockets untracked: map update failed")
+        })
         .map(|n| n.parse::<u64>().unwrap())
         .sum();
     assert_eq!(reported, 64, "{err}");
