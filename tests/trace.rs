@@ -617,11 +617,20 @@ type Table = (u64, u64, f64, Vec<(RowKey, u64)>);
 /// The next table the tracer prints, within `wait`.
 fn next_table(t: &Tracer, wait: Duration) -> Option<Table> {
     let head = t.next_line(wait)?;
-    // [HH:MM:SS] N events in S s, L lost
+    // [HH:MM:SS] N events in S s, L lost[, K probe runs skipped by the kernel]
     let rest =
         head.strip_prefix('[').and_then(|h| h.split_once("] ")).unwrap_or_else(|| panic!("{head:?}")).1;
     let w: Vec<&str> = rest.split(' ').collect();
-    assert!(w.len() == 7 && w[1] == "events" && w[2] == "in" && w[4] == "s," && w[6] == "lost", "{head:?}");
+    let lost = if w.len() == 7 { "lost" } else { "lost," };
+    assert!(w.len() >= 7 && w[1] == "events" && w[2] == "in" && w[4] == "s," && w[6] == lost, "{head:?}");
+    // Runs the kernel skipped (nesting: seen under TCG) are no loss of ours.
+    assert!(
+        w.len() == 7
+            || (w.len() == 13
+                && w[7].parse::<u64>().is_ok()
+                && w[8..].join(" ") == "probe runs skipped by the kernel"),
+        "{head:?}"
+    );
     let (events, seconds, lost) = (w[0].parse().unwrap(), w[3].parse().unwrap(), w[5].parse().unwrap());
     let header = t.next_line(Duration::from_secs(5)).expect("table header");
     assert_eq!(header, "T  PID    COMM             RADDR            LPORT  RPORT  COUNT");
